@@ -1,0 +1,85 @@
+"""The FastAPI application: wiring of store, services, runtime and reconciler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from chainyard import __version__
+from chainyard.api import errors
+from chainyard.api.routes import api_keys, catalogue, chains, deploy, environments, secrets
+from chainyard.config import ServerConfig
+from chainyard.domain.instance_types import load_catalogue
+from chainyard.reconciler.loop import Reconciler
+from chainyard.runtime.base import RuntimeBackend
+from chainyard.runtime.factory import make_runtime
+from chainyard.services import api_keys as api_key_service
+from chainyard.services.context import Core
+from chainyard.services.crypto import SecretCipher
+from chainyard.store.db import Database
+
+log = logging.getLogger("chainyard")
+
+
+def build_core(config: ServerConfig) -> Core:
+    """Store, catalogue and cipher, migrated and ready (also used by the admin CLI)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.effective_database_url)
+    db.migrate()
+    return Core(
+        db=db,
+        catalogue=load_catalogue(config.instance_types_file),
+        cipher=SecretCipher.from_data_dir(config.data_dir),
+        data_dir=config.data_dir.resolve(),
+    )
+
+
+def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
+    # Fail at construction, not at the first request, on a bad catalogue file or database URL.
+    core = build_core(config)
+    if config.bootstrap_api_key:
+        api_key_service.ensure_bootstrap_key(core, config.bootstrap_api_key)
+    backend = runtime or make_runtime(config)
+    reconciler = Reconciler(core, backend, interval=config.reconcile_interval)
+    core.wake_reconciler = reconciler.wake
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await backend.start()
+        if config.run_reconciler:
+            reconciler.start()
+        app.state.ready = True
+        log.info("chainyard %s serving (runtime %s)", __version__, backend.name)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await reconciler.stop()
+            await backend.close()
+            core.db.dispose()
+
+    app = FastAPI(
+        title="chainyard",
+        version=__version__,
+        description="Self-hosted chains serving, wire-compatible with Baseten's chains API.",
+        lifespan=lifespan,
+    )
+    app.state.core = core
+    app.state.runtime = backend
+    app.state.reconciler = reconciler
+    app.state.ready = False
+    errors.install(app)
+    for module in (deploy, chains, environments, catalogue, secrets, api_keys):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        if not app.state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__, "runtime": backend.name})
+
+    return app

@@ -1,0 +1,53 @@
+"""Dependencies shared by the routers: the services core and the authenticated actor."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from chainyard.domain.errors import Forbidden, Unauthorized
+from chainyard.services import api_keys
+from chainyard.services.context import Actor, Core
+
+
+def get_core(request: Request) -> Core:
+    core: Core = request.app.state.core
+    return core
+
+
+CoreDep = Annotated[Core, Depends(get_core)]
+
+
+def _presented_key(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if not header:
+        raise Unauthorized("missing Authorization header (use 'Bearer <api key>')")
+    if scheme.lower() not in ("bearer", "api-key") or not value.strip():
+        raise Unauthorized("Authorization must be 'Bearer <api key>' or 'Api-Key <api key>'")
+    return value.strip()
+
+
+def get_actor(request: Request, core: CoreDep) -> Actor:
+    return api_keys.authenticate(core, _presented_key(request))
+
+
+def get_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+    if not actor.can_manage:
+        raise Forbidden(
+            f"an API key of type {actor.key_type} may not use the management API",
+            code="PERMISSION_DENIED",
+        )
+    return actor
+
+
+def get_key_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+    if not actor.can_manage_keys:
+        raise Forbidden(f"an API key of type {actor.key_type} may not manage API keys")
+    return actor
+
+
+AnyActor = Annotated[Actor, Depends(get_actor)]
+Manager = Annotated[Actor, Depends(get_manager)]
+KeyManager = Annotated[Actor, Depends(get_key_manager)]

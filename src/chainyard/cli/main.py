@@ -1,0 +1,76 @@
+"""The `chainyard` command."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import sys
+from typing import Annotated
+
+import typer
+
+from chainyard.cli import admin
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Serve chains on your own machines."
+)
+app.add_typer(admin.app, name="admin")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+    data_dir: Annotated[
+        pathlib.Path, typer.Option(help="Where the SQLite database, artifacts and keys live")
+    ] = pathlib.Path(".chainyard"),
+    database_url: Annotated[
+        str | None, typer.Option(help="postgresql://... to use PostgreSQL instead of SQLite")
+    ] = None,
+    runtime: Annotated[str, typer.Option(help="simulated | local | ray")] = "simulated",
+    instance_types: Annotated[
+        pathlib.Path | None,
+        typer.Option(help="Operator file that extends or replaces the catalogue"),
+    ] = None,
+    reconcile_interval: Annotated[
+        float, typer.Option(help="Seconds between reconciler ticks")
+    ] = 1.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Start the server (API, reconciler, runtime)."""
+    import uvicorn
+
+    from chainyard.api.app import create_app
+    from chainyard.config import ServerConfig
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = ServerConfig.from_env(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        runtime=runtime,
+        instance_types_file=instance_types,
+        reconcile_interval=reconcile_interval,
+    )
+    try:
+        application = create_app(config)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"chainyard: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"chainyard serving on http://{host}:{port} (runtime {config.runtime}, "
+        f"data in {config.data_dir})",
+        err=True,
+    )
+    uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), access_log=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

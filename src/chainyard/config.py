@@ -1,0 +1,52 @@
+"""Server settings, from flags and environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+from chainyard.store.db import sqlite_url
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: pathlib.Path = pathlib.Path(".chainyard")
+    database_url: str | None = None
+    runtime: str = "simulated"
+    instance_types_file: pathlib.Path | None = None
+    bootstrap_api_key: str | None = None
+    # Seconds between reconciler ticks; a change also wakes the reconciler at once.
+    reconcile_interval: float = 1.0
+    # Simulated runtime: seconds a build takes and seconds until a replica is ready.
+    sim_build_delay: float = 0.2
+    sim_ready_delay: float = 0.2
+    # Simulated runtime: chainlets whose names match these regexes fail their build / deploy.
+    sim_fail_build: str | None = None
+    sim_fail_deploy: str | None = None
+    run_reconciler: bool = True
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ServerConfig:
+        """Defaults, then CHAINYARD_* environment variables, then explicit overrides (flags)."""
+        cfg = cls()
+        env = os.environ
+        if "CHAINYARD_DATABASE_URL" in env:
+            cfg.database_url = env["CHAINYARD_DATABASE_URL"]
+        if "CHAINYARD_DATA_DIR" in env:
+            cfg.data_dir = pathlib.Path(env["CHAINYARD_DATA_DIR"])
+        if "CHAINYARD_BOOTSTRAP_API_KEY" in env:
+            cfg.bootstrap_api_key = env["CHAINYARD_BOOTSTRAP_API_KEY"]
+        if "CHAINYARD_RUNTIME" in env:
+            cfg.runtime = env["CHAINYARD_RUNTIME"]
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        cfg.data_dir = pathlib.Path(cfg.data_dir)
+        return cfg

@@ -1,0 +1,266 @@
+"""The control loop: compares what the store wants with what the runtime runs, and acts.
+
+Level-triggered: every tick starts from the store and the runtime's report, so a missed or repeated
+tick is harmless and a restarted server resumes where the store says. Each chainlet is handled in
+its own try/except; one broken chainlet cannot stop the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pathlib
+import time
+from collections import defaultdict
+
+from chainyard.domain.ids import new_replica_id
+from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
+from chainyard.runtime.base import (
+    BuildRequest,
+    BuildResult,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+    RuntimeBackend,
+)
+from chainyard.services import artifacts, observations
+from chainyard.services.context import Core
+from chainyard.services.observations import ChainletUpdate, ChainletWork
+
+log = logging.getLogger("chainyard.reconciler")
+
+S = DeploymentStatus
+# Replica start attempts before a deploying chainlet is DEPLOY_FAILED.
+MAX_START_ATTEMPTS = 3
+# Statuses that become ACTIVE once every desired replica is ready.
+_READY_BECOMES_ACTIVE = frozenset(
+    {S.DEPLOYING, S.UNHEALTHY, S.UPDATING, S.WAKING_UP, S.LOADING_MODEL}
+)
+
+
+class Reconciler:
+    def __init__(self, core: Core, runtime: RuntimeBackend, *, interval: float = 1.0) -> None:
+        self.core = core
+        self.runtime = runtime
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._builds: dict[str, asyncio.Task[BuildResult]] = {}
+        self._failures: dict[str, int] = defaultdict(int)
+        self._retry_at: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.last_tick_seconds = 0.0
+
+    def wake(self) -> None:
+        """Thread-safe: API handlers run in worker threads."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self.run(), name="chainyard-reconciler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in self._builds.values():
+            task.cancel()
+        self._builds.clear()
+
+    async def run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciler tick failed; retrying next tick")
+            self.last_tick_seconds = time.perf_counter() - started
+            self.ticks += 1
+            if self.last_tick_seconds > max(1.0, self.interval):
+                log.warning("slow reconciler tick: %.2fs", self.last_tick_seconds)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+
+    async def tick(self) -> None:
+        work = await asyncio.to_thread(observations.load_work, self.core)
+        observed: dict[str, list[ReplicaState]] = defaultdict(list)
+        for replica in self.runtime.replicas():
+            observed[replica.chainlet_id].append(replica)
+        wanted = {w.chainlet_id for w in work}
+        for chainlet_id, replicas in observed.items():
+            if chainlet_id not in wanted:
+                for replica in replicas:
+                    await self._stop(replica.replica_id)
+        updates: list[ChainletUpdate] = []
+        for item in work:
+            try:
+                update = await self._reconcile(item, observed.get(item.chainlet_id, []))
+            except Exception:
+                log.exception("reconciling chainlet %s failed", item.chainlet_id)
+                continue
+            if update is not None:
+                updates.append(update)
+        await asyncio.to_thread(observations.apply_updates, self.core, updates)
+        # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
+        if any(u.events for u in updates):
+            self._wake.set()
+
+    async def _stop(self, replica_id: str) -> None:
+        try:
+            await self.runtime.stop_replica(replica_id)
+        except Exception:
+            log.exception("stopping replica %s failed", replica_id)
+
+    async def _reconcile(
+        self, w: ChainletWork, replicas: list[ReplicaState]
+    ) -> ChainletUpdate | None:
+        update = ChainletUpdate(chainlet_id=w.chainlet_id, expected_status=w.status)
+        live = [r for r in replicas if r.phase != ReplicaPhase.STOPPING]
+
+        if w.desired_state == "INACTIVE" or w.status == S.DEACTIVATING:
+            self._cancel_build(w.chainlet_id)
+            for r in live:
+                await self._stop(r.replica_id)
+            if w.status == S.DEACTIVATING and not replicas:
+                update.events.append((Event.STOPPED, None))
+            return self._finish(update, w, ready=0)
+
+        if w.status == S.BUILDING:
+            return self._reconcile_build(w, update)
+
+        if w.status in TERMINAL_FAILURES or w.status == S.INACTIVE:
+            for r in live:
+                await self._stop(r.replica_id)
+            return self._finish(update, w, ready=0)
+
+        failed = [r for r in live if r.phase == ReplicaPhase.FAILED]
+        for r in failed:
+            await self._stop(r.replica_id)
+            self._failures[w.chainlet_id] += 1
+            attempts = self._failures[w.chainlet_id]
+            self._retry_at[w.chainlet_id] = time.monotonic() + min(0.5 * 2 ** (attempts - 1), 30)
+            update.log_lines.append(
+                (f"replica {r.replica_id} failed: {r.message or 'unknown reason'}", "ERROR", None)
+            )
+        live = [r for r in live if r.phase != ReplicaPhase.FAILED]
+        ready = sum(1 for r in live if r.phase == ReplicaPhase.READY)
+
+        if failed and w.status == S.DEPLOYING:
+            if self._failures[w.chainlet_id] >= MAX_START_ATTEMPTS:
+                for r in live:
+                    await self._stop(r.replica_id)
+                message = failed[-1].message or "replica failed to start"
+                update.events.append((Event.DEPLOY_FAILED, message))
+                return self._finish(update, w, ready=0)
+        elif failed and w.status in (S.ACTIVE, S.UPDATING):
+            update.events.append((Event.REPLICA_LOST, failed[-1].message))
+            return self._finish(update, w, ready=ready)
+
+        await self._scale(w, live)
+
+        if w.desired_replicas > 0 and w.status == S.SCALED_TO_ZERO:
+            update.events.append((Event.WAKE, None))
+        elif (
+            w.desired_replicas > 0
+            and ready >= w.desired_replicas
+            and w.status in _READY_BECOMES_ACTIVE
+        ):
+            self._failures.pop(w.chainlet_id, None)
+            update.events.append((Event.REPLICAS_READY, None))
+        elif (
+            w.desired_replicas == 0
+            and not live
+            and w.status in (S.ACTIVE, S.UNHEALTHY, S.WAKING_UP)
+        ):
+            update.events.append((Event.SCALE_TO_ZERO, None))
+        return self._finish(update, w, ready=ready)
+
+    def _finish(
+        self, update: ChainletUpdate, w: ChainletWork, *, ready: int
+    ) -> ChainletUpdate | None:
+        if ready != w.ready_replicas:
+            update.ready_replicas = ready
+        if update.events or update.ready_replicas is not None or update.log_lines:
+            return update
+        return None
+
+    async def _scale(self, w: ChainletWork, live: list[ReplicaState]) -> None:
+        missing = w.desired_replicas - len(live)
+        if missing > 0 and time.monotonic() >= self._retry_at.get(w.chainlet_id, 0.0):
+            for _ in range(missing):
+                await self.runtime.start_replica(self._replica_spec(w))
+        elif missing < 0:
+            # Stop the least useful first: replicas still starting, then the newest ready ones.
+            order = sorted(live, key=lambda r: r.phase == ReplicaPhase.READY)
+            for r in order[:-missing]:
+                await self._stop(r.replica_id)
+
+    def _replica_spec(self, w: ChainletWork) -> ReplicaSpec:
+        it = self.core.catalogue.get(w.instance_type_id)
+        return ReplicaSpec(
+            replica_id=new_replica_id(),
+            chainlet_id=w.chainlet_id,
+            chainlet_name=w.name,
+            deployment_id=w.deployment_id,
+            chain_id=w.chain_id,
+            instance_type={
+                "id": w.instance_type_id,
+                "millicpu_limit": it.millicpu_limit if it else None,
+                "memory_limit_mib": it.memory_limit_mib if it else None,
+                "gpu_count": it.gpu_count if it else 0,
+                "gpu_type": it.gpu_type if it else None,
+            },
+            compute=w.compute,
+            artifact_path=self._artifact(w),
+            entrypoint=w.is_entrypoint,
+            dependencies=w.dependencies,
+        )
+
+    def _artifact(self, w: ChainletWork) -> pathlib.Path | None:
+        if w.artifact_digest is None:
+            return None
+        return artifacts.path_of(self.core.data_dir, w.artifact_digest)
+
+    def _reconcile_build(self, w: ChainletWork, update: ChainletUpdate) -> ChainletUpdate | None:
+        task = self._builds.get(w.chainlet_id)
+        if task is None:
+            request = BuildRequest(
+                chainlet_id=w.chainlet_id,
+                chainlet_name=w.name,
+                deployment_id=w.deployment_id,
+                artifact_path=self._artifact(w),
+                pip_requirements=w.pip_requirements,
+            )
+            task = asyncio.create_task(self.runtime.build(request))
+            task.add_done_callback(lambda _t: self._wake.set())
+            self._builds[w.chainlet_id] = task
+            update.log_lines.append((f"build of {w.name} started", "INFO", "build"))
+            return update
+        if not task.done():
+            return None
+        del self._builds[w.chainlet_id]
+        try:
+            result = task.result()
+        except Exception as exc:
+            result = BuildResult(ok=False, message=f"build crashed: {exc!r}")
+        update.log_lines.extend((line, None, "build") for line in result.log_lines)
+        if result.ok:
+            update.events.append((Event.BUILD_SUCCEEDED, None))
+        else:
+            update.log_lines.append((f"build failed: {result.message}", "ERROR", "build"))
+            update.events.append((Event.BUILD_FAILED, result.message or "build failed"))
+        return update
+
+    def _cancel_build(self, chainlet_id: str) -> None:
+        task = self._builds.pop(chainlet_id, None)
+        if task is not None:
+            task.cancel()

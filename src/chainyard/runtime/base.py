@@ -1,0 +1,84 @@
+"""The runtime backend interface: the reconciler's only view of where replicas run.
+
+Backends start and stop replicas and report what runs; they never read the store. The reconciler
+and promotion logic are the same for every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import pathlib
+from typing import Any
+
+
+class ReplicaPhase(enum.StrEnum):
+    STARTING = "STARTING"
+    READY = "READY"
+    FAILED = "FAILED"
+    STOPPING = "STOPPING"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequest:
+    chainlet_id: str
+    chainlet_name: str
+    deployment_id: str
+    artifact_path: pathlib.Path | None
+    pip_requirements: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildResult:
+    ok: bool
+    message: str | None = None
+    log_lines: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaSpec:
+    replica_id: str
+    chainlet_id: str
+    chainlet_name: str
+    deployment_id: str
+    chain_id: str
+    instance_type: dict[str, Any]
+    compute: dict[str, Any]
+    artifact_path: pathlib.Path | None
+    entrypoint: bool
+    dependencies: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaState:
+    replica_id: str
+    chainlet_id: str
+    deployment_id: str
+    phase: ReplicaPhase
+    address: str | None = None
+    message: str | None = None
+
+
+class RuntimeBackend(abc.ABC):
+    name: str
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Called once when the server starts."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Stops every replica this backend started."""
+
+    @abc.abstractmethod
+    async def build(self, request: BuildRequest) -> BuildResult: ...
+
+    @abc.abstractmethod
+    async def start_replica(self, spec: ReplicaSpec) -> None:
+        """Begins starting a replica; it shows in `replicas()` as STARTING at once."""
+
+    @abc.abstractmethod
+    async def stop_replica(self, replica_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def replicas(self) -> list[ReplicaState]:
+        """What runs now, as observed; cheap to call every tick."""

@@ -1,0 +1,26 @@
+"""Builds the runtime backend a server is configured with."""
+
+from __future__ import annotations
+
+from chainyard.config import ServerConfig
+from chainyard.runtime.base import RuntimeBackend
+from chainyard.runtime.simulated import SimulatedRuntime
+
+
+class UnknownRuntime(ValueError):
+    pass
+
+
+def make_runtime(config: ServerConfig) -> RuntimeBackend:
+    if config.runtime == "simulated":
+        return SimulatedRuntime(
+            build_delay=config.sim_build_delay,
+            ready_delay=config.sim_ready_delay,
+            fail_build=config.sim_fail_build,
+            fail_deploy=config.sim_fail_deploy,
+        )
+    if config.runtime in ("local", "ray"):
+        raise UnknownRuntime(
+            f"the {config.runtime!r} runtime is not available yet; use --runtime simulated"
+        )
+    raise UnknownRuntime(f"unknown runtime '{config.runtime}' (simulated, local, ray)")

@@ -1,0 +1,134 @@
+"""Creating chain deployments: from a manifest (deploy) or as a copy (instance-type update)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from chainyard.domain.autoscaling import AutoscalingSettings
+from chainyard.domain.ids import new_id
+from chainyard.domain.statuses import DeploymentStatus
+from chainyard.store.chains import Chain, ChainDeployment, Chainlet
+from chainyard.store.environments import ChainletEnvironmentSettings, Environment
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainletSpec:
+    name: str
+    is_entrypoint: bool
+    dependencies: list[str]
+    compute: dict[str, Any]
+    pip_requirements: list[str]
+    secret_keys: list[str]
+    instance_type_id: str
+
+
+def initial_replicas(settings: AutoscalingSettings) -> int:
+    # A new deployment proves itself with at least one ready replica, even when its minimum is
+    # zero; idle scale-down takes it to zero later.
+    return max(1, settings.min_replica)
+
+
+def create_deployment(
+    session: Session,
+    chain: Chain,
+    *,
+    name: str | None,
+    entrypoint: str,
+    specs: list[ChainletSpec],
+    artifact_digest: str | None,
+    source_deployment_id: str | None,
+    environment: Environment | None,
+) -> ChainDeployment:
+    """Adds a BUILDING deployment. With `environment`, its chainlet settings win over the specs'
+    instance types and give the autoscaling settings (missing settings are created)."""
+    settings = _settings_by_name(session, environment, specs) if environment else {}
+    if name is None:
+        count = session.scalar(
+            select(func.count())
+            .select_from(ChainDeployment)
+            .where(ChainDeployment.chain_id == chain.id)
+        )
+        name = f"deployment-{(count or 0) + 1}"
+    deployment = ChainDeployment(
+        id=new_id(),
+        chain_id=chain.id,
+        name=name,
+        status=DeploymentStatus.BUILDING.value,
+        desired_state="ACTIVE",
+        entrypoint=entrypoint,
+        artifact_digest=artifact_digest,
+        source_deployment_id=source_deployment_id,
+    )
+    for position, spec in enumerate(specs):
+        env_settings = settings.get(spec.name)
+        autoscaling = AutoscalingSettings.from_dict(
+            env_settings.autoscaling if env_settings else None
+        )
+        deployment.chainlets.append(
+            Chainlet(
+                id=new_id(),
+                name=spec.name,
+                position=position,
+                is_entrypoint=spec.is_entrypoint,
+                dependencies=list(spec.dependencies),
+                compute=dict(spec.compute),
+                pip_requirements=list(spec.pip_requirements),
+                secret_keys=list(spec.secret_keys),
+                instance_type_id=env_settings.instance_type_id
+                if env_settings
+                else spec.instance_type_id,
+                autoscaling=autoscaling.to_dict(),
+                status=DeploymentStatus.BUILDING.value,
+                desired_replicas=initial_replicas(autoscaling),
+                ready_replicas=0,
+            )
+        )
+    session.add(deployment)
+    session.flush()
+    return deployment
+
+
+def specs_of(deployment: ChainDeployment) -> list[ChainletSpec]:
+    return [
+        ChainletSpec(
+            name=c.name,
+            is_entrypoint=c.is_entrypoint,
+            dependencies=list(c.dependencies),
+            compute=dict(c.compute),
+            pip_requirements=list(c.pip_requirements),
+            secret_keys=list(c.secret_keys),
+            instance_type_id=c.instance_type_id,
+        )
+        for c in deployment.chainlets
+    ]
+
+
+def ensure_environment_settings(
+    session: Session, environment: Environment, specs: list[ChainletSpec]
+) -> dict[str, ChainletEnvironmentSettings]:
+    """The environment's chainlet settings for `specs`, creating those it lacks from the specs."""
+    existing = {s.chainlet_name: s for s in environment.chainlet_settings}
+    for spec in specs:
+        if spec.name not in existing:
+            row = ChainletEnvironmentSettings(
+                id=new_id(),
+                chainlet_name=spec.name,
+                instance_type_id=spec.instance_type_id,
+                autoscaling=AutoscalingSettings().to_dict(),
+            )
+            environment.chainlet_settings.append(row)
+            existing[spec.name] = row
+    session.flush()
+    return existing
+
+
+def _settings_by_name(
+    session: Session, environment: Environment | None, specs: list[ChainletSpec]
+) -> dict[str, ChainletEnvironmentSettings]:
+    if environment is None:
+        return {}
+    return ensure_environment_settings(session, environment, specs)

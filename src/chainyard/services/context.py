@@ -1,0 +1,58 @@
+"""What every use case needs: the store, the catalogue, the cipher, and who is acting."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
+from chainyard.domain.instance_types import Catalogue
+from chainyard.services.crypto import SecretCipher
+from chainyard.store.db import Database
+
+MANAGE_TYPES = frozenset({"PERSONAL", "WORKSPACE_MANAGE_ALL"})
+KEY_MANAGE_TYPES = MANAGE_TYPES | {"WORKSPACE_MANAGE_API_KEYS"}
+INVOKE_TYPES = MANAGE_TYPES | {"WORKSPACE_INVOKE"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """The caller of a use case: an API key of one workspace, or the system itself."""
+
+    workspace_id: str
+    workspace_name: str
+    key_type: str
+    key_prefix: str | None = None
+    key_name: str | None = None
+    source: str = "API"
+
+    @property
+    def can_manage(self) -> bool:
+        return self.key_type in MANAGE_TYPES
+
+    @property
+    def can_manage_keys(self) -> bool:
+        return self.key_type in KEY_MANAGE_TYPES
+
+    @property
+    def can_invoke(self) -> bool:
+        return self.key_type in INVOKE_TYPES
+
+    @property
+    def actor_type(self) -> str:
+        return "API_KEY" if self.key_prefix else "BASETEN_SYSTEM"
+
+
+def system_actor(workspace_id: str, workspace_name: str) -> Actor:
+    """The reconciler's identity in the audit log (promotions it completes, cleanups)."""
+    return Actor(workspace_id, workspace_name, key_type="SYSTEM", source="SYSTEM")
+
+
+@dataclasses.dataclass
+class Core:
+    db: Database
+    catalogue: Catalogue
+    cipher: SecretCipher
+    data_dir: pathlib.Path
+    # Called after a change the reconciler should act on, so it need not wait for its next tick.
+    wake_reconciler: Callable[[], None] = lambda: None

@@ -1,0 +1,186 @@
+"""Creating a chain deployment from a manifest: Baseten does this outside REST, we add
+POST /v1/chains/deploy."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from chainyard.domain.errors import Invalid, NotFound
+from chainyard.domain.graph import check_chain_graph
+from chainyard.domain.ids import new_id
+from chainyard.domain.instance_types import NoFittingInstanceType
+from chainyard.domain.resources import parse_memory_mib, parse_millicpu
+from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
+from chainyard.services import audit, instance_types, lookups, promotions, views
+from chainyard.services.builder import ChainletSpec, create_deployment
+from chainyard.services.context import Actor, Core
+from chainyard.services.environments import new_environment
+from chainyard.store.chains import Chain
+from chainyard.store.environments import Environment
+
+
+def _entrypoints(manifest: DeployManifest) -> list[str]:
+    flagged = [c.name for c in manifest.chainlets if c.is_entrypoint]
+    if manifest.entrypoint is None:
+        return flagged
+    return sorted({manifest.entrypoint, *flagged})
+
+
+def _instance_type(core: Core, chainlet: ChainletManifest) -> str:
+    if chainlet.instance_type_id is not None:
+        return instance_types.require(core.catalogue, chainlet.instance_type_id).id
+    compute = chainlet.compute
+    try:
+        millicpu = parse_millicpu(compute.cpu_count)
+        memory = parse_memory_mib(compute.memory)
+        gpu_count = compute.gpu_count or (1 if compute.gpu else 0)
+        return core.catalogue.smallest_fit(millicpu, memory, compute.gpu, gpu_count).id
+    except NoFittingInstanceType as exc:
+        raise Invalid(
+            f"chainlet '{chainlet.name}': {exc}", code="NO_FITTING_INSTANCE_TYPE"
+        ) from exc
+    except ValueError as exc:
+        raise Invalid(f"chainlet '{chainlet.name}': {exc}", code="INVALID_COMPUTE") from exc
+
+
+def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]:
+    """Checks the manifest and resolves instance types; touches no rows."""
+    entrypoints = _entrypoints(manifest)
+    order = check_chain_graph(
+        {c.name: c.dependencies for c in manifest.chainlets},
+        entrypoints,
+        [c.name for c in manifest.chainlets],
+    )
+    del order  # the check is what matters; rows keep the manifest's order
+    entry = entrypoints[0]
+    specs = [
+        ChainletSpec(
+            name=c.name,
+            is_entrypoint=c.name == entry,
+            dependencies=list(c.dependencies),
+            compute=c.compute.model_dump(mode="json"),
+            pip_requirements=list(c.pip_requirements),
+            secret_keys=list(c.secret_keys),
+            instance_type_id=_instance_type(core, c),
+        )
+        for c in manifest.chainlets
+    ]
+    return entry, specs
+
+
+def deploy(
+    core: Core, actor: Actor, manifest: DeployManifest, artifact_digest: str | None = None
+) -> DeployResponse:
+    entry, specs = plan(core, manifest)
+    # Two first pushes of one chain name may race to create it; the unique constraint decides and
+    # the loser retries, finding the winner's chain (Baseten's deploy_chain_atomic does the same).
+    for attempt in range(3):
+        try:
+            return _deploy_once(core, actor, manifest, entry, specs, artifact_digest)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _deploy_once(
+    core: Core,
+    actor: Actor,
+    manifest: DeployManifest,
+    entry: str,
+    specs: list[ChainletSpec],
+    artifact_digest: str | None,
+) -> DeployResponse:
+    with core.db.write() as session:
+        if manifest.chain_id is not None:
+            chain = lookups.chain(session, actor, manifest.chain_id)
+        else:
+            found = session.scalar(
+                select(Chain).where(
+                    Chain.workspace_id == actor.workspace_id, Chain.name == manifest.chain_name
+                )
+            )
+            if found is None:
+                assert manifest.chain_name is not None
+                found = Chain(
+                    id=new_id(), workspace_id=actor.workspace_id, name=manifest.chain_name
+                )
+                session.add(found)
+                session.flush()
+            chain = found
+
+        env: Environment | None = None
+        if manifest.environment is not None:
+            env = session.scalar(
+                select(Environment)
+                .where(Environment.chain_id == chain.id, Environment.name == manifest.environment)
+                .with_for_update()
+            )
+            if env is None:
+                if manifest.environment != "production":
+                    raise NotFound(
+                        f"environment '{manifest.environment}' not found in chain '{chain.id}'; "
+                        "create it first (POST /v1/chains/{chain_id}/environments)",
+                        code="ENVIRONMENT_NOT_FOUND",
+                    )
+                env = new_environment(chain, "production")
+                session.add(env)
+                session.flush()
+                audit.record(
+                    session,
+                    actor,
+                    "CHAIN_ENVIRONMENT_CREATED",
+                    {
+                        "chain_id": chain.id,
+                        "chain_name": chain.name,
+                        "environment_name": env.name,
+                        "redeploy_on_promotion": env.promotion_settings.get(
+                            "redeploy_on_promotion"
+                        ),
+                        "ramp_up_while_promoting": env.promotion_settings.get(
+                            "ramp_up_while_promoting"
+                        ),
+                        "ramp_up_duration_seconds": env.promotion_settings.get(
+                            "ramp_up_duration_seconds"
+                        ),
+                    },
+                    chain_id=chain.id,
+                    environment_name=env.name,
+                )
+            promotions.require_no_promotion(env)
+
+        deployment = create_deployment(
+            session,
+            chain,
+            name=manifest.deployment_name,
+            entrypoint=entry,
+            specs=specs,
+            artifact_digest=artifact_digest,
+            source_deployment_id=None,
+            environment=env,
+        )
+        audit.record(
+            session,
+            actor,
+            "CHAIN_DEPLOYED",
+            {
+                "chain_id": chain.id,
+                "chain_name": chain.name,
+                "chain_deployment_id": deployment.id,
+                "chain_deployment_name": deployment.name,
+                "is_primary": manifest.environment == "production",
+                "publish": manifest.environment is not None,
+            },
+            chain_id=chain.id,
+            environment_name=manifest.environment,
+            chain_deployment_id=deployment.id,
+        )
+        if env is not None:
+            promotions.begin(session, actor, chain, env, deployment)
+        session.flush()
+        response = DeployResponse(
+            chain_id=chain.id, chain_deployment=views.deployment_v1(deployment, core.catalogue)
+        )
+    core.wake_reconciler()
+    return response

@@ -1,0 +1,144 @@
+"""The reconciler's side of the store: what should run, and recording what was observed."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
+from chainyard.services import promotions
+from chainyard.services.context import Core, system_actor
+from chainyard.services.lifecycle import apply_event, refresh_status
+from chainyard.store.chains import Chain, ChainDeployment, Chainlet
+from chainyard.store.logs import ChainletLog
+from chainyard.store.workspaces import Workspace
+
+# Statuses in which the reconciler has work even when no replica is wanted.
+_MOVING = frozenset(
+    {
+        DeploymentStatus.BUILDING,
+        DeploymentStatus.DEPLOYING,
+        DeploymentStatus.DEACTIVATING,
+        DeploymentStatus.WAKING_UP,
+        DeploymentStatus.UPDATING,
+        DeploymentStatus.UNHEALTHY,
+        DeploymentStatus.LOADING_MODEL,
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainletWork:
+    """A detached snapshot of one chainlet the reconciler must look at this tick."""
+
+    chainlet_id: str
+    name: str
+    deployment_id: str
+    chain_id: str
+    status: DeploymentStatus
+    desired_replicas: int
+    ready_replicas: int
+    desired_state: str
+    instance_type_id: str
+    compute: dict[str, Any]
+    artifact_digest: str | None
+    is_entrypoint: bool
+    dependencies: tuple[str, ...]
+    pip_requirements: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class ChainletUpdate:
+    """What one tick learned about a chainlet: events to apply and its ready count."""
+
+    chainlet_id: str
+    expected_status: DeploymentStatus
+    events: list[tuple[Event, str | None]] = dataclasses.field(default_factory=list)
+    ready_replicas: int | None = None
+    log_lines: list[tuple[str, str | None, str | None]] = dataclasses.field(default_factory=list)
+
+
+def load_work(core: Core) -> list[ChainletWork]:
+    with core.db.read() as session:
+        rows = session.execute(
+            select(Chainlet, ChainDeployment)
+            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+            .where(
+                or_(
+                    Chainlet.status.in_([s.value for s in _MOVING]),
+                    Chainlet.desired_replicas > 0,
+                    Chainlet.ready_replicas > 0,
+                )
+            )
+        ).all()
+        return [
+            ChainletWork(
+                chainlet_id=c.id,
+                name=c.name,
+                deployment_id=d.id,
+                chain_id=d.chain_id,
+                status=DeploymentStatus(c.status),
+                desired_replicas=c.desired_replicas,
+                ready_replicas=c.ready_replicas,
+                desired_state=d.desired_state,
+                instance_type_id=c.instance_type_id,
+                compute=dict(c.compute),
+                artifact_digest=d.artifact_digest,
+                is_entrypoint=c.is_entrypoint,
+                dependencies=tuple(c.dependencies),
+                pip_requirements=tuple(c.pip_requirements),
+            )
+            for c, d in rows
+        ]
+
+
+def apply_updates(core: Core, updates: list[ChainletUpdate]) -> None:
+    """Records a tick's findings in one transaction and settles the promotions they decide."""
+    if not updates:
+        return
+    with core.db.write() as session:
+        touched: dict[str, ChainDeployment] = {}
+        for update in updates:
+            chainlet = session.get(Chainlet, update.chainlet_id)
+            if chainlet is None:
+                continue  # deleted meanwhile; its replicas are stopped as orphans
+            now_ns = time.time_ns()
+            for i, (message, level, component) in enumerate(update.log_lines):
+                session.add(
+                    ChainletLog(
+                        chainlet_id=chainlet.id,
+                        timestamp_ns=now_ns + i,
+                        message=message,
+                        level=level,
+                        component=component,
+                    )
+                )
+            if chainlet.status != update.expected_status.value:
+                continue  # changed by the API since we looked; the next tick decides again
+            for event, message in update.events:
+                apply_event(chainlet, event, message)
+            if update.ready_replicas is not None:
+                chainlet.ready_replicas = update.ready_replicas
+            touched[chainlet.chain_deployment_id] = chainlet.deployment
+        for deployment in touched.values():
+            before, after = refresh_status(deployment)
+            if before != after:
+                _settle_promotions(session, deployment, after)
+
+
+def _settle_promotions(session: Any, deployment: ChainDeployment, status: DeploymentStatus) -> None:
+    if status != DeploymentStatus.ACTIVE and status not in TERMINAL_FAILURES:
+        return
+    chain = session.get(Chain, deployment.chain_id)
+    workspace = session.get(Workspace, chain.workspace_id)
+    actor = system_actor(workspace.id, workspace.name)
+    for env in promotions.environments_serving(session, deployment.id):
+        if env.candidate_deployment_id != deployment.id:
+            continue
+        if status == DeploymentStatus.ACTIVE:
+            promotions.finish(session, actor, chain, env, deployment)
+        else:
+            promotions.fail(env, deployment)

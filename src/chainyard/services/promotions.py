@@ -1,0 +1,173 @@
+"""Promotion: a deployment becomes an environment's candidate, then its current deployment.
+
+`begin` is called by promote, deploy-with-environment and the instance-type update; `finish` and
+`fail` by whoever sees the candidate's status settle (the reconciler, or `begin` itself when the
+candidate is already active). All run inside the caller's write transaction, with the environment
+row locked by the caller.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chainyard.domain.autoscaling import AutoscalingSettings
+from chainyard.domain.errors import Conflict
+from chainyard.domain.statuses import DeploymentStatus, Event
+from chainyard.services import audit
+from chainyard.services.builder import ensure_environment_settings, initial_replicas, specs_of
+from chainyard.services.context import Actor
+from chainyard.services.lifecycle import apply_event, apply_event_if_possible, refresh_status
+from chainyard.store.chains import Chain, ChainDeployment
+from chainyard.store.environments import Environment
+
+
+def require_no_promotion(env: Environment) -> None:
+    if env.candidate_deployment_id is not None:
+        raise Conflict(
+            f"a promotion into environment '{env.name}' is in progress (candidate deployment "
+            f"'{env.candidate_deployment_id}'); retry when it has finished",
+            code="PROMOTION_IN_PROGRESS",
+        )
+
+
+def begin(
+    session: Session,
+    actor: Actor,
+    chain: Chain,
+    env: Environment,
+    deployment: ChainDeployment,
+    *,
+    scale_down_previous: bool = True,
+) -> None:
+    require_no_promotion(env)
+    env.candidate_deployment_id = deployment.id
+    env.promotion_scale_down_previous = scale_down_previous
+    env.last_promotion_error = None
+    status = DeploymentStatus(deployment.status)
+    if status == DeploymentStatus.ACTIVE:
+        finish(session, actor, chain, env, deployment)
+    elif status == DeploymentStatus.SCALED_TO_ZERO:
+        # Wake it; the reconciler finishes the promotion once its replicas are ready.
+        for chainlet in deployment.chainlets:
+            chainlet.desired_replicas = max(
+                chainlet.desired_replicas,
+                initial_replicas(AutoscalingSettings.from_dict(chainlet.autoscaling)),
+            )
+    elif status == DeploymentStatus.INACTIVE:
+        activate(deployment)
+    session.flush()
+
+
+def activate(deployment: ChainDeployment) -> None:
+    deployment.desired_state = "ACTIVE"
+    for chainlet in deployment.chainlets:
+        if apply_event_if_possible(chainlet, Event.ACTIVATE):
+            settings = AutoscalingSettings.from_dict(chainlet.autoscaling)
+            chainlet.desired_replicas = initial_replicas(settings)
+    refresh_status(deployment)
+
+
+def finish(
+    session: Session, actor: Actor, chain: Chain, env: Environment, deployment: ChainDeployment
+) -> None:
+    previous_id = env.current_deployment_id
+    env.current_deployment_id = deployment.id
+    env.candidate_deployment_id = None
+    deployment.environment = env.name
+
+    # The environment's settings now govern the promoted deployment; settings of chainlets the
+    # deployment no longer has would only mislead, so they go.
+    settings = ensure_environment_settings(session, env, specs_of(deployment))
+    names = {c.name for c in deployment.chainlets}
+    for row in list(env.chainlet_settings):
+        if row.chainlet_name not in names:
+            env.chainlet_settings.remove(row)
+    for chainlet in deployment.chainlets:
+        autoscaling = AutoscalingSettings.from_dict(settings[chainlet.name].autoscaling)
+        chainlet.autoscaling = autoscaling.to_dict()
+        chainlet.desired_replicas = min(
+            max(chainlet.desired_replicas, autoscaling.min_replica), autoscaling.max_replica
+        )
+
+    if previous_id and previous_id != deployment.id:
+        previous = session.get(ChainDeployment, previous_id)
+        if previous is not None:
+            previous.environment = None
+            strategy = env.promotion_settings.get("promotion_cleanup_strategy") or "SCALE_TO_ZERO"
+            if not env.promotion_scale_down_previous:
+                strategy = "KEEP"
+            cleanup(session, actor, chain, previous, strategy)
+
+    audit.record(
+        session,
+        actor,
+        "CHAIN_DEPLOYMENT_PROMOTED",
+        {
+            "chain_id": chain.id,
+            "chain_name": chain.name,
+            "chain_deployment_id": deployment.id,
+            "chain_deployment_name": deployment.name,
+            "environment_name": env.name,
+            "environment_id": env.id,
+        },
+        chain_id=chain.id,
+        environment_name=env.name,
+        chain_deployment_id=deployment.id,
+    )
+
+
+def fail(env: Environment, deployment: ChainDeployment) -> None:
+    """The candidate failed: the environment stays on what it served, and remembers why."""
+    env.candidate_deployment_id = None
+    env.last_promotion_error = f"deployment '{deployment.id}' ended {deployment.status}" + (
+        f": {deployment.status_message}" if deployment.status_message else ""
+    )
+
+
+def cleanup(
+    session: Session, actor: Actor, chain: Chain, previous: ChainDeployment, strategy: str
+) -> None:
+    if strategy == "SCALE_TO_ZERO":
+        for chainlet in previous.chainlets:
+            chainlet.desired_replicas = 0
+    elif strategy == "DEACTIVATE":
+        deactivate(session, actor, chain, previous)
+
+
+def deactivate(session: Session, actor: Actor, chain: Chain, deployment: ChainDeployment) -> None:
+    deployment.desired_state = "INACTIVE"
+    for chainlet in deployment.chainlets:
+        chainlet.desired_replicas = 0
+        if chainlet.status == DeploymentStatus.BUILDING.value:
+            apply_event(chainlet, Event.DEACTIVATE)
+        else:
+            apply_event_if_possible(chainlet, Event.DEACTIVATE)
+    refresh_status(deployment)
+    audit.record(
+        session,
+        actor,
+        "CHAIN_DEPLOYMENT_DEACTIVATED",
+        {
+            "chain_id": chain.id,
+            "chain_name": chain.name,
+            "chain_deployment_id": deployment.id,
+            "chain_deployment_name": deployment.name,
+        },
+        chain_id=chain.id,
+        chain_deployment_id=deployment.id,
+    )
+
+
+def environments_serving(session: Session, deployment_id: str) -> list[Environment]:
+    """Environments whose current or candidate deployment this is."""
+    return list(
+        session.scalars(
+            select(Environment)
+            .where(
+                (Environment.current_deployment_id == deployment_id)
+                | (Environment.candidate_deployment_id == deployment_id)
+            )
+            .with_for_update()
+        )
+    )

@@ -1,0 +1,70 @@
+"""Workspace secrets: values are encrypted at rest and never returned by the API."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from chainyard.domain.errors import Invalid, NotFound
+from chainyard.domain.ids import new_id
+from chainyard.services import audit
+from chainyard.services.context import Actor, Core
+from chainyard.store.base import utcnow
+from chainyard.store.secrets import Secret
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+MAX_VALUE_BYTES = 64 * 1024
+
+
+def upsert(core: Core, actor: Actor, name: str, value: str) -> Secret:
+    if not _NAME.match(name):
+        raise Invalid(
+            "secret names are 1-200 letters, digits, '_', '-' or '.'", code="INVALID_SECRET_NAME"
+        )
+    if len(value.encode()) > MAX_VALUE_BYTES:
+        raise Invalid(f"secret values are at most {MAX_VALUE_BYTES} bytes", code="SECRET_TOO_LARGE")
+    ciphertext = core.cipher.encrypt(value)
+    with core.db.write() as session:
+        row = session.scalar(
+            select(Secret).where(Secret.workspace_id == actor.workspace_id, Secret.name == name)
+        )
+        if row is None:
+            row = Secret(
+                id=new_id(), workspace_id=actor.workspace_id, name=name, ciphertext=ciphertext
+            )
+            session.add(row)
+        else:
+            row.ciphertext = ciphertext
+            row.updated_at = utcnow()
+        session.flush()
+        audit.record(session, actor, "SECRET_UPDATED", {"secret_id": row.id, "secret_name": name})
+        return row
+
+
+def list_(core: Core, actor: Actor) -> list[Secret]:
+    with core.db.read() as session:
+        query = select(Secret).where(Secret.workspace_id == actor.workspace_id)
+        return list(session.scalars(query.order_by(Secret.name)))
+
+
+def delete(core: Core, actor: Actor, name: str) -> None:
+    with core.db.write() as session:
+        row = session.scalar(
+            select(Secret).where(Secret.workspace_id == actor.workspace_id, Secret.name == name)
+        )
+        if row is None:
+            raise NotFound(f"secret '{name}' not found", code="SECRET_NOT_FOUND")
+        audit.record(session, actor, "SECRET_DELETED", {"secret_id": row.id, "secret_name": name})
+        session.delete(row)
+
+
+def values_for(core: Core, workspace_id: str, names: list[str]) -> dict[str, str]:
+    """Plain values for a chainlet's replicas: only the names it declared, never over the API."""
+    if not names:
+        return {}
+    with core.db.read() as session:
+        rows = session.scalars(
+            select(Secret).where(Secret.workspace_id == workspace_id, Secret.name.in_(names))
+        )
+        return {row.name: core.cipher.decrypt(row.ciphertext) for row in rows}

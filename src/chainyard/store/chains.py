@@ -1,0 +1,85 @@
+"""Chains, their deployments, and the chainlets of each deployment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from chainyard.store.base import Base, UTCDateTime, utcnow
+
+
+class Chain(Base):
+    __tablename__ = "chains"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_chains_workspace_name"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ChainDeployment(Base):
+    __tablename__ = "chain_deployments"
+    __table_args__ = (
+        Index("ix_chain_deployments_chain_created", "chain_id", "created_at"),
+        Index("ix_chain_deployments_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(ForeignKey("chains.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Aggregate of the chainlets' statuses, kept here so that lists need not join.
+    status: Mapped[str] = mapped_column(String(20))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    # What the operator asked for: ACTIVE (serve) or INACTIVE (deactivated).
+    desired_state: Mapped[str] = mapped_column(String(10), default="ACTIVE")
+    # Name of the environment this deployment is the current deployment of, if any.
+    environment: Mapped[str | None] = mapped_column(String(100))
+    entrypoint: Mapped[str] = mapped_column(String(100))
+    # Content address of the chain's source archive; null for manifest-only (simulated) deploys.
+    artifact_digest: Mapped[str | None] = mapped_column(String(64))
+    # The deployment this one was copied from (instance-type update, promotion redeploy).
+    source_deployment_id: Mapped[str | None] = mapped_column(String(16))
+
+    chainlets: Mapped[list[Chainlet]] = relationship(
+        back_populates="deployment",
+        cascade="all, delete-orphan",
+        order_by="Chainlet.position",
+        lazy="selectin",
+    )
+
+
+class Chainlet(Base):
+    __tablename__ = "chainlets"
+    __table_args__ = (
+        UniqueConstraint("chain_deployment_id", "name", name="uq_chainlets_deployment_name"),
+        Index("ix_chainlets_desired_replicas", "desired_replicas"),
+    )
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    chain_deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("chain_deployments.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    # Order of the manifest, so that answers list chainlets the way the user wrote them.
+    position: Mapped[int] = mapped_column(Integer)
+    is_entrypoint: Mapped[bool] = mapped_column(Boolean, default=False)
+    dependencies: Mapped[list[str]] = mapped_column(JSON, default=list)
+    compute: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pip_requirements: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    instance_type_id: Mapped[str] = mapped_column(String(64))
+    autoscaling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    desired_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    ready_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    deployment: Mapped[ChainDeployment] = relationship(back_populates="chainlets")

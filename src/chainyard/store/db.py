@@ -1,0 +1,119 @@
+"""Engine and transactions for SQLite (the default) and PostgreSQL.
+
+Every use case runs in `Database.write()` or `Database.read()`. On SQLite a write transaction
+starts with BEGIN IMMEDIATE, so that two writers queue at the start instead of failing at their
+first write; on PostgreSQL the services lock the rows they change with SELECT ... FOR UPDATE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from chainyard.domain.errors import Unavailable
+
+_MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Accepts the URLs people write (postgresql://, postgres://) and picks our drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def sqlite_url(data_dir: str | os.PathLike[str]) -> str:
+    path = pathlib.Path(data_dir).resolve() / "chainyard.db"
+    return f"sqlite:///{path}"
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        self.engine = self._make_engine(echo)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        writer = self.engine.execution_options(chainyard_write=True) if self.is_sqlite else None
+        self._write = sessionmaker(writer or self.engine, expire_on_commit=False)
+
+    def _make_engine(self, echo: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(
+                self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
+        db_path = make_url(self.url).database
+        if db_path and db_path != ":memory:":
+            pathlib.Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            self.url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            # One connection per checkout keeps SQLite's locking per transaction simple; opening a
+            # SQLite connection costs microseconds.
+            poolclass=NullPool,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the driver, decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            if conn.get_execution_options().get("chainyard_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits when the block ends without an exception."""
+        with _translate_operational(), self._write() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with _translate_operational(), self._read() as session, session.begin():
+            yield session
+
+    def migrate(self) -> None:
+        """Brings the schema to the newest revision (creates it on an empty database)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _translate_operational() -> Iterator[None]:
+    # A locked or unreachable database is transient: the client gets a 503 and may retry.
+    try:
+        yield
+    except OperationalError as exc:
+        raise Unavailable(f"the database is unavailable: {exc.orig.__class__.__name__}") from exc
