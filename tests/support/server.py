@@ -53,7 +53,7 @@ class Api:
     def wait_for(
         self, predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition"
     ) -> Any:
-        """Polls until `predicate` returns something truthy (the reconciler runs in the background)."""
+        """Polls until `predicate` is truthy (the reconciler works in the background)."""
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()

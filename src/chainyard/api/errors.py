@@ -42,7 +42,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChainyardError)
     async def _ours(_request: Request, exc: ChainyardError) -> JSONResponse:
-        body: dict[str, object] = error_body(exc.message, exc.code)
+        body: dict[str, object] = {**error_body(exc.message, exc.code)}
         headers = {}
         if isinstance(exc, RateLimited):
             body["retry_after"] = exc.retry_after

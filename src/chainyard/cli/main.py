@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import sys
 from typing import Annotated
 
 import typer
@@ -73,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,7 +1,7 @@
 """Autoscaling settings: Baseten's defaults, allowed ranges and partial updates.
 
-The policy that turns traffic into replica counts lives with the autoscaler; this module only knows what
-a valid setting is.
+The policy that turns traffic into replica counts lives with the autoscaler; this module only
+knows what a valid setting is.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def apply_update(current: AutoscalingSettings, update: Mapping[str, Any]) -> Aut
     result = dataclasses.replace(current, **changes)
     if result.min_replica > result.max_replica:
         raise Invalid(
-            f"min_replica ({result.min_replica}) must not exceed max_replica ({result.max_replica})",
+            f"min_replica ({result.min_replica}) must not exceed "
+            f"max_replica ({result.max_replica})",
             code="AUTOSCALING_OUT_OF_RANGE",
         )
     return result

@@ -1,8 +1,8 @@
 """Baseten's deployment statuses, the strict table of how they change, and how a chain deployment's
 status follows from its chainlets'.
 
-Every status change in chainyard goes through `transition`, which raises on a pair that is not in the
-table: a surprising event is a bug to surface, not something to ignore.
+Every status change in chainyard goes through `transition`, which raises on a pair that is not in
+the table: a surprising event is a bug to surface, not something to ignore.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ def can_transition(status: DeploymentStatus, event: Event) -> bool:
     return (status, event) in _TABLE
 
 
-# The order in which one chainlet's status dominates the chain deployment's: a failure anywhere fails
-# the deployment; otherwise the least advanced chainlet decides.
+# The order in which one chainlet's status dominates the chain deployment's: a failure anywhere
+# fails the deployment; otherwise the least advanced chainlet decides.
 _DOMINANCE: tuple[DeploymentStatus, ...] = (
     S.DEACTIVATING,
     S.BUILD_FAILED,
@@ -148,7 +148,7 @@ def aggregate_status(chainlet_statuses: Iterable[DeploymentStatus]) -> Deploymen
         raise ValueError("a chain deployment has at least one chainlet")
     if present <= {S.INACTIVE}:
         return S.INACTIVE
-    # A deployment is scaled to zero only when every chainlet is; one serving chainlet makes it ACTIVE.
+    # Scaled to zero only when every chainlet is; one serving chainlet makes it ACTIVE.
     if present <= {S.ACTIVE, S.SCALED_TO_ZERO, S.INACTIVE}:
         return S.SCALED_TO_ZERO if present <= {S.SCALED_TO_ZERO, S.INACTIVE} else S.ACTIVE
     for status in _DOMINANCE:

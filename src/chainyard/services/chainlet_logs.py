@@ -90,7 +90,7 @@ def get(
                     message=row.message,
                     replica=row.replica,
                     request_id=row.request_id,
-                    level=row.level,  # type: ignore[arg-type]
+                    level=row.level,
                 )
             )
             if len(out) >= limit:

@@ -106,20 +106,20 @@ def apply_updates(core: Core, updates: list[ChainletUpdate]) -> None:
             if chainlet is None:
                 continue  # deleted meanwhile; its replicas are stopped as orphans
             now_ns = time.time_ns()
-            for i, (message, level, component) in enumerate(update.log_lines):
+            for i, (line, level, component) in enumerate(update.log_lines):
                 session.add(
                     ChainletLog(
                         chainlet_id=chainlet.id,
                         timestamp_ns=now_ns + i,
-                        message=message,
+                        message=line,
                         level=level,
                         component=component,
                     )
                 )
             if chainlet.status != update.expected_status.value:
                 continue  # changed by the API since we looked; the next tick decides again
-            for event, message in update.events:
-                apply_event(chainlet, event, message)
+            for event, reason in update.events:
+                apply_event(chainlet, event, reason)
             if update.ready_replicas is not None:
                 chainlet.ready_replicas = update.ready_replicas
             touched[chainlet.chain_deployment_id] = chainlet.deployment

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from chainyard.domain.errors import Invalid, NotFound
 from chainyard.domain.ids import new_id
+from chainyard.schemas import SecretV1
 from chainyard.services import audit
 from chainyard.services.context import Actor, Core
 from chainyard.store.base import utcnow
@@ -17,7 +18,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 MAX_VALUE_BYTES = 64 * 1024
 
 
-def upsert(core: Core, actor: Actor, name: str, value: str) -> Secret:
+def secret_v1(row: Secret, team_name: str) -> SecretV1:
+    return SecretV1(id=row.id, created_at=row.created_at, name=row.name, team_name=team_name)
+
+
+def upsert(core: Core, actor: Actor, name: str, value: str) -> SecretV1:
     if not _NAME.match(name):
         raise Invalid(
             "secret names are 1-200 letters, digits, '_', '-' or '.'", code="INVALID_SECRET_NAME"
@@ -39,13 +44,14 @@ def upsert(core: Core, actor: Actor, name: str, value: str) -> Secret:
             row.updated_at = utcnow()
         session.flush()
         audit.record(session, actor, "SECRET_UPDATED", {"secret_id": row.id, "secret_name": name})
-        return row
+        return secret_v1(row, actor.workspace_name)
 
 
-def list_(core: Core, actor: Actor) -> list[Secret]:
+def list_(core: Core, actor: Actor) -> list[SecretV1]:
     with core.db.read() as session:
         query = select(Secret).where(Secret.workspace_id == actor.workspace_id)
-        return list(session.scalars(query.order_by(Secret.name)))
+        rows = session.scalars(query.order_by(Secret.name))
+        return [secret_v1(r, actor.workspace_name) for r in rows]
 
 
 def delete(core: Core, actor: Actor, name: str) -> None:

@@ -61,7 +61,7 @@ def chainlet_v1(row: Chainlet, catalogue: Catalogue) -> ChainletV1:
         autoscaling_settings=autoscaling_v1(row.autoscaling),
         instance_type_name=it.name if it else row.instance_type_id,
         active_replica_count=row.ready_replicas,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
     )
 
 
@@ -72,7 +72,7 @@ def deployment_v1(row: ChainDeployment, catalogue: Catalogue) -> ChainDeployment
         chain_id=row.chain_id,
         environment=row.environment,
         chainlets=[chainlet_v1(c, catalogue) for c in row.chainlets],
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
     )
 
 

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/api_keys", tags=["api keys"])
 def list_keys(core: CoreDep, actor: KeyManager) -> APIKeysV1:
     return APIKeysV1(
         keys=[
-            APIKeyInfoV1(prefix=k.prefix, name=k.name, type=k.type)  # type: ignore[arg-type]
+            APIKeyInfoV1(prefix=k.prefix, name=k.name, type=k.type)
             for k in api_keys.list_keys(core, actor)
         ]
     )
