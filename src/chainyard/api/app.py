@@ -41,8 +41,11 @@ def build_core(config: ServerConfig) -> Core:
 def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
     # Fail at construction, not at the first request, on a bad catalogue file or database URL.
     core = build_core(config)
+    initial_key_file = None
     if config.bootstrap_api_key:
         api_key_service.ensure_bootstrap_key(core, config.bootstrap_api_key)
+    elif api_key_service.ensure_initial_key(core, core.data_dir / "initial-api-key"):
+        initial_key_file = core.data_dir / "initial-api-key"
     backend = runtime or make_runtime(config)
     reconciler = Reconciler(core, backend, interval=config.reconcile_interval)
     core.wake_reconciler = reconciler.wake
@@ -72,6 +75,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.runtime = backend
     app.state.reconciler = reconciler
     app.state.ready = False
+    app.state.initial_key_file = initial_key_file
     errors.install(app)
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)

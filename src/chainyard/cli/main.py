@@ -45,6 +45,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Migrations run on every start; their step-by-step chatter is noise to an operator.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = ServerConfig.from_env(
         host=host,
         port=port,
@@ -59,6 +61,9 @@ def serve(
     except (ValueError, OSError) as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
+    key_file = application.state.initial_key_file
+    if key_file is not None:
+        typer.echo(f"created an admin API key for workspace 'default' in {key_file}", err=True)
     typer.echo(
         f"chainyard serving on http://{host}:{port} (runtime {config.runtime}, "
         f"data in {config.data_dir})",

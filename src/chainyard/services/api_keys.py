@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import pathlib
 import re
 import secrets
 
@@ -106,6 +108,29 @@ def ensure_bootstrap_key(core: Core, raw: str, workspace: str = "default") -> No
             return
         ws = ensure_workspace(session, workspace)
         _add_key(session, ws, raw, "WORKSPACE_MANAGE_ALL", "bootstrap")
+
+
+def ensure_initial_key(core: Core, path: pathlib.Path) -> bool:
+    """On a store without any key, creates a full-access key of `default` and writes it to `path`
+    (mode 0600), so that a first `chainyard serve` is usable at once. Returns True if it did."""
+    with core.db.write() as session:
+        if session.scalar(select(ApiKey.id).limit(1)) is not None:
+            return False
+        raw = _new_raw_key()
+        ws = ensure_workspace(session, "default")
+        key = _add_key(session, ws, raw, "WORKSPACE_MANAGE_ALL", "initial")
+        _audit_key(
+            session,
+            Actor(ws.id, ws.name, key_type="SYSTEM", source="SYSTEM"),
+            "API_KEY_CREATED",
+            key,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(raw + "\n")
+    return True
 
 
 def authenticate(core: Core, raw: str) -> Actor:
