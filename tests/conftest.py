@@ -57,3 +57,22 @@ def make_api(database_url: str, tmp_path: pathlib.Path) -> Iterator[Any]:
 def api(make_api: Any) -> Api:
     result: Api = make_api()
     return result
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """One server per database for a whole test module (server start-up dominates otherwise);
+    tests using it work on chains of their own."""
+    from chainyard.api.app import create_app
+
+    tmp: pathlib.Path = tmp_path_factory.mktemp("shared")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'chainyard.db'}"
+    else:
+        admin: str = request.getfixturevalue("postgres_admin_url")
+        url = postgres.create_database(admin, f"t_{uuid.uuid4().hex[:12]}")
+    config = fast_config(data_dir=tmp / "data", database_url=url, reconcile_interval=0.02)
+    with TestClient(create_app(config)) as client:
+        yield Api(client=client, config=config)

@@ -23,13 +23,19 @@ def create_key(
     database_url: Annotated[str | None, typer.Option(help="postgresql://... if not SQLite")] = None,
 ) -> None:
     """Create an API key; the key is printed as the last line (shown once)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from chainyard.api.app import build_core
     from chainyard.config import ServerConfig
     from chainyard.domain.errors import ChainyardError
     from chainyard.services import api_keys
 
     config = ServerConfig.from_env(data_dir=data_dir, database_url=database_url)
-    core = build_core(config)
+    try:
+        core = build_core(config)
+    except (ValueError, OSError, ImportError, SQLAlchemyError) as exc:
+        typer.echo(f"chainyard: cannot open the store: {exc}", err=True)
+        raise typer.Exit(2) from exc
     try:
         raw = api_keys.admin_create_key(core, workspace, type, name)
     except ChainyardError as exc:

@@ -56,9 +56,17 @@ def serve(
         instance_types_file=instance_types,
         reconcile_interval=reconcile_interval,
     )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from chainyard.domain.errors import ChainyardError
+
     try:
         application = create_app(config)
-    except (ValueError, OSError) as exc:
+    except ChainyardError as exc:
+        # e.g. a CHAINYARD_BOOTSTRAP_API_KEY that is too short: a message, not a traceback.
+        typer.echo(f"chainyard: cannot start: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    except (ValueError, OSError, ImportError, SQLAlchemyError) as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
     key_file = application.state.initial_key_file

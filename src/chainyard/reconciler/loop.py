@@ -87,8 +87,11 @@ class Reconciler:
             if self.last_tick_seconds > max(1.0, self.interval):
                 log.warning("slow reconciler tick: %.2fs", self.last_tick_seconds)
             self._wake.clear()
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives while the
+            # wake-up completes, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
 
     async def tick(self) -> None:
         work = await asyncio.to_thread(observations.load_work, self.core)

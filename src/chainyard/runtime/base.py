@@ -48,6 +48,17 @@ class ReplicaSpec:
     artifact_path: pathlib.Path | None
     entrypoint: bool
     dependencies: tuple[str, ...]
+    # Path of the chain file inside the source archive.
+    source_file: str | None = None
+    pip_requirements: tuple[str, ...] = ()
+    # Only the secrets the chainlet declared (assets.secret_keys), in plain text.
+    secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    environment: str | None = None
+    # Dependency chainlet name -> URL its stub posts to (the gateway's internal route).
+    service_urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Token the replica's stubs present to the gateway's internal route.
+    chain_api_key: str = ""
+    predict_concurrency: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

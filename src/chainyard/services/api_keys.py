@@ -64,6 +64,12 @@ def _new_raw_key() -> str:
     return f"{new_id(8)}.{secrets.token_urlsafe(32)}"
 
 
+def _check_name(name: str | None) -> None:
+    # The column holds 200 characters, and PostgreSQL text cannot hold NUL.
+    if name is not None and (len(name) > 200 or "\x00" in name):
+        raise Invalid("API key names are at most 200 characters, without NUL", code="INVALID_NAME")
+
+
 def _add_key(session: Session, ws: Workspace, raw: str, key_type: str, name: str | None) -> ApiKey:
     key = ApiKey(
         id=new_id(),
@@ -82,6 +88,7 @@ def admin_create_key(core: Core, workspace: str, key_type: str, name: str | None
     """Operator path (CLI, no API key needed): creates the workspace if needed and a new key."""
     if key_type not in KEY_TYPES:
         raise Invalid(f"unknown key type '{key_type}'", code="INVALID_KEY_TYPE")
+    _check_name(name)
     raw = _new_raw_key()
     with core.db.write() as session:
         ws = ensure_workspace(session, workspace)
@@ -162,6 +169,7 @@ def create_key(
     if model_ids:
         # Keys scoped to single models are Baseten's model feature; chains have no such scope.
         raise Invalid("model_ids scoping is not supported for chains", code="UNSUPPORTED")
+    _check_name(name)
     raw = _new_raw_key()
     with core.db.write() as session:
         ws = session.get_one(Workspace, actor.workspace_id)

@@ -59,6 +59,9 @@ def record(
     return row
 
 
+_MAX_SEQ = 2**63 - 1
+
+
 def encode_cursor(seq: int, direction: str) -> str:
     return base64.urlsafe_b64encode(f"{seq}:{direction}".encode()).decode().rstrip("=")
 
@@ -70,7 +73,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         seq = int(seq_text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid("cursor is not one this server returned", code="INVALID_CURSOR") from exc
-    if direction not in ("ASC", "DESC") or seq < 0:
+    # seq is a signed 64-bit column: a larger number would fail in the database, not here.
+    if direction not in ("ASC", "DESC") or not 0 <= seq <= _MAX_SEQ:
         raise Invalid("cursor is not one this server returned", code="INVALID_CURSOR")
     return seq, direction
 
@@ -98,8 +102,11 @@ def _query_page(
         after, direction = decode_cursor(cursor)
         query = query.where(AuditLog.seq > after if direction == "ASC" else AuditLog.seq < after)
     if search:
-        needle = f"%{search.lower()}%"
-        query = query.where(func.lower(cast(AuditLog.event_data, String)).like(needle))
+        # A plain substring: LIKE's own wildcards in the search text match only themselves.
+        literal = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(
+            func.lower(cast(AuditLog.event_data, String)).like(f"%{literal}%", escape="\\")
+        )
     if event_type_groups:
         types: set[str] = set()
         for group in event_type_groups:

@@ -44,8 +44,9 @@ def create_deployment(
     environment: Environment | None,
 ) -> ChainDeployment:
     """Adds a BUILDING deployment. With `environment`, its chainlet settings win over the specs'
-    instance types and give the autoscaling settings (missing settings are created)."""
-    settings = _settings_by_name(session, environment, specs) if environment else {}
+    instance types and give the autoscaling settings. Settings it lacks are not created here but
+    when the deployment is promoted, so that a candidate that fails leaves none behind."""
+    settings = {s.chainlet_name: s for s in environment.chainlet_settings} if environment else {}
     if name is None:
         count = session.scalar(
             select(func.count())
@@ -124,11 +125,3 @@ def ensure_environment_settings(
             existing[spec.name] = row
     session.flush()
     return existing
-
-
-def _settings_by_name(
-    session: Session, environment: Environment | None, specs: list[ChainletSpec]
-) -> dict[str, ChainletEnvironmentSettings]:
-    if environment is None:
-        return {}
-    return ensure_environment_settings(session, environment, specs)

@@ -16,7 +16,14 @@ from chainyard.store.logs import ChainletLog
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 DEFAULT_WINDOW_MS = 30 * 60 * 1000
-MAX_LIMIT = 5000
+# Bounds from the spec: at most 7 days per query, 1000 lines (500 by default), a pattern of 256
+# characters, 8 includes and 8 excludes.
+MAX_WINDOW_MS = 7 * 24 * 60 * 60 * 1000
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 500
+MAX_PATTERN_CHARS = 256
+MAX_SUBSTRINGS = 8
+_MAX_EPOCH_MS = (2**63 - 1) // 1_000_000
 
 
 def get(
@@ -40,12 +47,26 @@ def get(
 ) -> list[LogV1]:
     end_ms = end_epoch_millis if end_epoch_millis is not None else int(time.time() * 1000) + 1
     start_ms = start_epoch_millis if start_epoch_millis is not None else end_ms - DEFAULT_WINDOW_MS
+    # Lines are kept in signed 64-bit nanoseconds: a bound outside them could not be queried.
+    if not (0 <= start_ms <= _MAX_EPOCH_MS and 0 <= end_ms <= _MAX_EPOCH_MS):
+        raise Invalid("epoch millis must be between 0 and year 2262", code="INVALID_WINDOW")
     if start_ms > end_ms:
         raise Invalid("start_epoch_millis is after end_epoch_millis", code="INVALID_WINDOW")
-    limit = 1000 if limit is None else limit
+    if end_ms - start_ms > MAX_WINDOW_MS:
+        raise Invalid("the window from start to end must not exceed 7 days", code="INVALID_WINDOW")
+    limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be between 1 and {MAX_LIMIT}", code="INVALID_LIMIT")
+    if len(includes or ()) > MAX_SUBSTRINGS or len(excludes or ()) > MAX_SUBSTRINGS:
+        raise Invalid(
+            f"at most {MAX_SUBSTRINGS} includes and {MAX_SUBSTRINGS} excludes",
+            code="INVALID_FILTER",
+        )
     pattern = None
+    if search_pattern and len(search_pattern) > MAX_PATTERN_CHARS:
+        raise Invalid(
+            f"search_pattern is longer than {MAX_PATTERN_CHARS} characters", code="INVALID_PATTERN"
+        )
     if search_pattern:
         try:
             pattern = re.compile(search_pattern)

@@ -119,7 +119,8 @@ def create(
                     f"chainlet '{item.chainlet_name}' is listed twice", code="DUPLICATE_CHAINLET"
                 )
             seen.add(item.chainlet_name)
-            instance_types.require(core.catalogue, item.instance_type_id)
+            # Stored by id, so that an alias ("CPU:1x2") compares equal to the type it names.
+            type_id = instance_types.require(core.catalogue, item.instance_type_id).id
             autoscaling = AutoscalingSettings()
             if item.autoscaling_settings is not None:
                 autoscaling = apply_update(
@@ -129,7 +130,7 @@ def create(
                 ChainletEnvironmentSettings(
                     id=new_id(),
                     chainlet_name=item.chainlet_name,
-                    instance_type_id=item.instance_type_id,
+                    instance_type_id=type_id,
                     autoscaling=autoscaling.to_dict(),
                 )
             )

@@ -126,7 +126,17 @@ def apply_updates(core: Core, updates: list[ChainletUpdate]) -> None:
         for deployment in touched.values():
             before, after = refresh_status(deployment)
             if before != after:
+                if after in TERMINAL_FAILURES:
+                    _stop_failed(deployment)
                 _settle_promotions(session, deployment, after)
+
+
+def _stop_failed(deployment: ChainDeployment) -> None:
+    """A deployment that failed for good serves nothing: the replicas and builds of its other
+    chainlets stop too (the reconciler's path for a deployment that is not wanted)."""
+    deployment.desired_state = "INACTIVE"
+    for chainlet in deployment.chainlets:
+        chainlet.desired_replicas = 0
 
 
 def _settle_promotions(session: Any, deployment: ChainDeployment, status: DeploymentStatus) -> None:

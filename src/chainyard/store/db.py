@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from chainyard.domain.errors import Unavailable
+from chainyard.domain.errors import Invalid, Unavailable
 
 _MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
 
@@ -117,3 +117,11 @@ def _translate_operational() -> Iterator[None]:
         yield
     except OperationalError as exc:
         raise Unavailable(f"the database is unavailable: {exc.orig.__class__.__name__}") from exc
+    except DataError as exc:
+        # A value the database cannot hold or compare (PostgreSQL: a NUL character in text, a
+        # number out of range): it came from the request, so it is the client's error, not a 500.
+        raise Invalid(
+            "a value in the request is not valid for the database (a NUL character, "
+            "too long, or out of range)",
+            code="INVALID_VALUE",
+        ) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainyard.store.base import Base, UTCDateTime, utcnow
@@ -13,7 +13,13 @@ from chainyard.store.base import Base, UTCDateTime, utcnow
 
 class Environment(Base):
     __tablename__ = "environments"
-    __table_args__ = (UniqueConstraint("chain_id", "name", name="uq_environments_chain_name"),)
+    __table_args__ = (
+        UniqueConstraint("chain_id", "name", name="uq_environments_chain_name"),
+        # "Which environments serve this deployment" (every promotion the reconciler settles,
+        # deployment delete and deactivate), and the ON DELETE SET NULL of these foreign keys.
+        Index("ix_environments_current_deployment_id", "current_deployment_id"),
+        Index("ix_environments_candidate_deployment_id", "candidate_deployment_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     chain_id: Mapped[str] = mapped_column(ForeignKey("chains.id", ondelete="CASCADE"), index=True)

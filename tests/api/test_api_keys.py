@@ -1,0 +1,132 @@
+"""/v1/api_keys: list, create (shown once), delete by prefix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chainyard.services import api_keys
+from tests.support.server import ADMIN_KEY, Api
+
+_METADATA_FIELDS = {"prefix", "name", "type", "model_ids", "team_name", "owner"}
+
+
+def _keys(api: Api, key: str | None = None) -> dict[str, dict[str, Any]]:
+    response = api.get("/v1/api_keys", key=key)
+    assert response.status_code == 200, response.text
+    return {k["prefix"]: k for k in response.json()["keys"]}
+
+
+def _create(api: Api, key_type: str, name: str | None = None, key: str | None = None) -> str:
+    body: dict[str, Any] = {"type": key_type}
+    if name is not None:
+        body["name"] = name
+    response = api.post("/v1/api_keys", key=key, json=body)
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"api_key"}
+    raw: str = response.json()["api_key"]
+    return raw
+
+
+def test_list_shows_metadata_only(api: Api) -> None:
+    response = api.get("/v1/api_keys")
+    assert response.status_code == 200, response.text
+    keys = response.json()["keys"]
+    assert [k["prefix"] for k in keys] == ["admin0001"]
+    assert keys[0]["type"] == "WORKSPACE_MANAGE_ALL"
+    assert keys[0]["name"] == "bootstrap"
+    assert set(keys[0]) <= _METADATA_FIELDS
+    assert ADMIN_KEY.partition(".")[2] not in response.text
+
+
+def test_create_returns_a_working_key_once(api: Api) -> None:
+    raw = _create(api, "WORKSPACE_MANAGE_ALL", name="ci")
+    prefix, dot, secret = raw.partition(".")
+    assert dot and prefix and len(secret) >= 32
+    assert api.get("/v1/chains", key=raw).status_code == 200
+
+    listing = api.get("/v1/api_keys")
+    assert secret not in listing.text
+    keys = {k["prefix"]: k for k in listing.json()["keys"]}
+    assert keys[prefix]["name"] == "ci"
+    assert keys[prefix]["type"] == "WORKSPACE_MANAGE_ALL"
+    assert set(keys[prefix]) <= _METADATA_FIELDS
+
+    # The new key manages keys too; each create gives a different key.
+    second = _create(api, "WORKSPACE_MANAGE_ALL", key=raw)
+    assert second != raw
+    assert set(_keys(api)) == {"admin0001", prefix, second.partition(".")[0]}
+
+
+def test_an_invoke_key_created_through_the_api_cannot_manage(api: Api) -> None:
+    raw = _create(api, "WORKSPACE_INVOKE", name="invoker")
+    assert _keys(api)[raw.partition(".")[0]]["type"] == "WORKSPACE_INVOKE"
+    for method, path in (
+        ("GET", "/v1/chains"),
+        ("GET", "/v1/secrets"),
+        ("GET", "/v1/api_keys"),
+        ("GET", "/v1/instance_types"),
+    ):
+        response = api.client.request(method, path, headers=api.headers(raw))
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "PERMISSION_DENIED"
+    response = api.post("/v1/api_keys", key=raw, json={"type": "WORKSPACE_MANAGE_ALL"})
+    assert response.status_code == 403
+    # It created nothing.
+    assert len(_keys(api)) == 2
+
+
+def test_delete_by_prefix_revokes_the_key(api: Api) -> None:
+    raw = _create(api, "WORKSPACE_MANAGE_ALL", name="temp")
+    prefix = raw.partition(".")[0]
+    assert api.get("/v1/chains", key=raw).status_code == 200
+
+    response = api.delete(f"/v1/api_keys/{prefix}")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"prefix": prefix}
+    revoked = api.get("/v1/chains", key=raw)
+    assert revoked.status_code == 401
+    assert revoked.json()["code"] == "UNAUTHENTICATED"
+    assert prefix not in _keys(api)
+
+    again = api.delete(f"/v1/api_keys/{prefix}")
+    assert again.status_code == 404, again.text
+    assert set(again.json()) == {"error", "code"}
+    # The admin key is untouched.
+    assert api.get("/v1/chains").status_code == 200
+
+
+def test_delete_unknown_prefix_is_404(api: Api) -> None:
+    for prefix in ("doesnotexist", "admin000", "admin0001x"):
+        response = api.delete(f"/v1/api_keys/{prefix}")
+        assert response.status_code == 404, response.text
+        assert set(response.json()) == {"error", "code"}
+    assert set(_keys(api)) == {"admin0001"}
+
+
+def test_another_workspaces_prefix_is_404(api: Api) -> None:
+    other = api_keys.admin_create_key(api.core, "other", "WORKSPACE_MANAGE_ALL")
+    other_prefix = other.partition(".")[0]
+    assert other_prefix not in _keys(api)
+    assert set(_keys(api, key=other)) == {other_prefix}
+
+    response = api.delete(f"/v1/api_keys/{other_prefix}")
+    assert response.status_code == 404, response.text
+    assert api.get("/v1/chains", key=other).status_code == 200
+
+    response = api.delete("/v1/api_keys/admin0001", key=other)
+    assert response.status_code == 404, response.text
+    assert api.get("/v1/chains").status_code == 200
+
+
+def test_create_rejects_bad_requests(api: Api) -> None:
+    for body in (
+        {"type": "NOT_A_TYPE"},
+        {},
+        {"type": "WORKSPACE_MANAGE_ALL", "model_ids": ["abc"]},
+        {"type": 5},
+        {"type": "WORKSPACE_INVOKE", "name": "x" * 201},
+    ):
+        response = api.post("/v1/api_keys", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert set(response.json()) == {"error", "code"}
+    assert set(_keys(api)) == {"admin0001"}
