@@ -15,7 +15,7 @@ class ServerConfig:
     port: int = 8080
     data_dir: pathlib.Path = pathlib.Path(".chainyard")
     database_url: str | None = None
-    runtime: str = "simulated"
+    runtime: str = "local"
     instance_types_file: pathlib.Path | None = None
     bootstrap_api_key: str | None = None
     # Seconds between reconciler ticks; a change also wakes the reconciler at once.
@@ -27,6 +27,14 @@ class ServerConfig:
     sim_fail_build: str | None = None
     sim_fail_deploy: str | None = None
     run_reconciler: bool = True
+
+    @property
+    def gateway_url(self) -> str:
+        """Where replicas reach this server (for calls to their dependencies)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "localhost") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def effective_database_url(self) -> str:

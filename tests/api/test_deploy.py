@@ -256,7 +256,7 @@ def test_multipart_deploy_stores_the_source(api: Api) -> None:
     name = unique()
     response = api.post(
         "/v1/chains/deploy",
-        data={"manifest": json.dumps(hello_manifest(name))},
+        data={"manifest": json.dumps({**hello_manifest(name), "source_file": "hello/chain.py"})},
         files={"source": ("source.tar.gz", archive, "application/gzip")},
     )
     assert response.status_code == 200, response.text

@@ -102,6 +102,7 @@ class Api:
 def fast_config(**overrides: Any) -> ServerConfig:
     base: dict[str, Any] = {
         "bootstrap_api_key": ADMIN_KEY,
+        "runtime": "simulated",
         "reconcile_interval": 0.05,
         "sim_build_delay": 0.02,
         "sim_ready_delay": 0.02,

@@ -16,10 +16,13 @@ ALLOWED: dict[str, set[str]] = {
     "schemas": {"schemas", "domain"},
     "store": {"store", "domain"},
     "services": {"services", "domain", "schemas", "store"},
-    "runtime": {"runtime", "domain", "config"},
+    "runtime": {"runtime", "domain", "config", "archives"},
     "reconciler": {"reconciler", "services", "runtime", "domain"},
-    "api": {"api", "services", "schemas", "domain"},
-    "cli": {"cli", "api", "config", "domain", "services", "sdk"},
+    "gateway": {"gateway", "services", "runtime", "domain"},
+    "api": {"api", "services", "schemas", "domain", "archives"},
+    # User chains run in replicas with truss_chains; they must not drag the server in.
+    "chains": {"chains"},
+    "cli": {"cli", "api", "config", "domain", "services", "sdk", "chains"},
 }
 COMPOSITION_ROOTS = {SRC / "api" / "app.py"}
 

@@ -14,6 +14,8 @@ from chainyard.api import errors
 from chainyard.api.routes import api_keys, catalogue, chains, deploy, environments, secrets
 from chainyard.config import ServerConfig
 from chainyard.domain.instance_types import load_catalogue
+from chainyard.gateway import routes as gateway_routes
+from chainyard.gateway.router import ReplicaRouter
 from chainyard.reconciler.loop import Reconciler
 from chainyard.runtime.base import RuntimeBackend
 from chainyard.runtime.factory import make_runtime
@@ -47,12 +49,16 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     elif api_key_service.ensure_initial_key(core, core.data_dir / "initial-api-key"):
         initial_key_file = core.data_dir / "initial-api-key"
     backend = runtime or make_runtime(config)
-    reconciler = Reconciler(core, backend, interval=config.reconcile_interval)
+    reconciler = Reconciler(
+        core, backend, interval=config.reconcile_interval, gateway_url=config.gateway_url
+    )
+    replica_router = ReplicaRouter(backend)
     core.wake_reconciler = reconciler.wake
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await backend.start()
+        await replica_router.start()
         if config.run_reconciler:
             reconciler.start()
         app.state.ready = True
@@ -62,6 +68,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         finally:
             app.state.ready = False
             await reconciler.stop()
+            await replica_router.close()
             await backend.close()
             core.db.dispose()
 
@@ -74,11 +81,13 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.core = core
     app.state.runtime = backend
     app.state.reconciler = reconciler
+    app.state.router = replica_router
     app.state.ready = False
     app.state.initial_key_file = initial_key_file
     errors.install(app)
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
+    app.include_router(gateway_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

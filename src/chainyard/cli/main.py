@@ -26,7 +26,7 @@ def serve(
     database_url: Annotated[
         str | None, typer.Option(help="postgresql://... to use PostgreSQL instead of SQLite")
     ] = None,
-    runtime: Annotated[str, typer.Option(help="simulated | local | ray")] = "simulated",
+    runtime: Annotated[str, typer.Option(help="local | simulated | ray")] = "local",
     instance_types: Annotated[
         pathlib.Path | None,
         typer.Option(help="Operator file that extends or replaces the catalogue"),

@@ -24,7 +24,7 @@ from chainyard.runtime.base import (
     ReplicaState,
     RuntimeBackend,
 )
-from chainyard.services import artifacts, observations
+from chainyard.services import artifacts, inference, observations, secrets
 from chainyard.services.context import Core
 from chainyard.services.observations import ChainletUpdate, ChainletWork
 
@@ -40,10 +40,19 @@ _READY_BECOMES_ACTIVE = frozenset(
 
 
 class Reconciler:
-    def __init__(self, core: Core, runtime: RuntimeBackend, *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        core: Core,
+        runtime: RuntimeBackend,
+        *,
+        interval: float = 1.0,
+        gateway_url: str = "http://127.0.0.1:8080",
+    ) -> None:
         self.core = core
         self.runtime = runtime
         self.interval = interval
+        # Replicas call their dependencies through this server's internal route.
+        self.gateway_url = gateway_url.rstrip("/")
         self._wake = asyncio.Event()
         self._builds: dict[str, asyncio.Task[BuildResult]] = {}
         self._failures: dict[str, int] = defaultdict(int)
@@ -113,6 +122,9 @@ class Reconciler:
             if update is not None:
                 updates.append(update)
         await asyncio.to_thread(observations.apply_updates, self.core, updates)
+        lines = self.runtime.drain_logs()
+        if lines:
+            await asyncio.to_thread(observations.record_replica_logs, self.core, lines)
         # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
         if any(u.events for u in updates):
             self._wake.set()
@@ -200,15 +212,18 @@ class Reconciler:
         missing = w.desired_replicas - len(live)
         if missing > 0 and time.monotonic() >= self._retry_at.get(w.chainlet_id, 0.0):
             for _ in range(missing):
-                await self.runtime.start_replica(self._replica_spec(w))
+                await self.runtime.start_replica(await self._replica_spec(w))
         elif missing < 0:
             # Stop the least useful first: replicas still starting, then the newest ready ones.
             order = sorted(live, key=lambda r: r.phase == ReplicaPhase.READY)
             for r in order[:-missing]:
                 await self._stop(r.replica_id)
 
-    def _replica_spec(self, w: ChainletWork) -> ReplicaSpec:
+    async def _replica_spec(self, w: ChainletWork) -> ReplicaSpec:
         it = self.core.catalogue.get(w.instance_type_id)
+        secret_values = await asyncio.to_thread(
+            secrets.values_for, self.core, w.workspace_id, list(w.secret_keys)
+        )
         return ReplicaSpec(
             replica_id=new_replica_id(),
             chainlet_id=w.chainlet_id,
@@ -226,6 +241,17 @@ class Reconciler:
             artifact_path=self._artifact(w),
             entrypoint=w.is_entrypoint,
             dependencies=w.dependencies,
+            source_file=w.source_file,
+            pip_requirements=w.pip_requirements,
+            secrets=secret_values,
+            environment=w.environment,
+            service_urls={
+                name: f"{self.gateway_url}/internal/chainlets/{w.sibling_ids[name]}/predict"
+                for name in w.dependencies
+                if name in w.sibling_ids
+            },
+            chain_api_key=inference.internal_token(self.core, w.deployment_id),
+            predict_concurrency=int(w.compute.get("predict_concurrency") or 1),
         )
 
     def _artifact(self, w: ChainletWork) -> pathlib.Path | None:

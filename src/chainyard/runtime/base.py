@@ -90,6 +90,10 @@ class RuntimeBackend(abc.ABC):
     @abc.abstractmethod
     async def stop_replica(self, replica_id: str) -> None: ...
 
+    def drain_logs(self) -> list[tuple[str, str, str]]:
+        """Replica output since the last call: (chainlet id, replica id, line)."""
+        return []
+
     @abc.abstractmethod
     def replicas(self) -> list[ReplicaState]:
         """What runs now, as observed; cheap to call every tick."""

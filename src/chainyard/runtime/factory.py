@@ -19,7 +19,11 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             fail_build=config.sim_fail_build,
             fail_deploy=config.sim_fail_deploy,
         )
-    if config.runtime in ("local", "ray"):
+    if config.runtime == "local":
+        from chainyard.runtime.local import LocalRuntime
+
+        return LocalRuntime(config.data_dir.resolve())
+    if config.runtime == "ray":
         raise UnknownRuntime(
             f"the {config.runtime!r} runtime is not available yet; use --runtime simulated"
         )

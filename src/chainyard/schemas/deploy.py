@@ -48,6 +48,25 @@ def _check_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 
+
+def _check_source_file(value: str) -> str:
+    parts = value.split("/")
+    if (
+        not value.endswith(".py")
+        or value.startswith("/")
+        or "\\" in value
+        or any(p in ("", ".", "..") for p in parts)
+        or len(value) > 500
+    ):
+        raise ValueError(
+            f"invalid source_file {value!r}: a relative path inside the archive to a .py file, "
+            "with '/' separators and no '..'"
+        )
+    return value
+
+
+SourceFile = Annotated[str, AfterValidator(_check_source_file)]
+
 # A closed manifest turns a misspelt key into a 400 instead of a silently ignored setting.
 _CLOSED = ConfigDict(extra="forbid")
 
@@ -102,6 +121,9 @@ class DeployManifest(BaseModel):
     )
     deployment_name: Name | None = Field(default=None, description="Name of the deployment")
     entrypoint: Name | None = Field(default=None, description="Name of the entrypoint chainlet")
+    source_file: SourceFile | None = Field(
+        default=None, description="The chain file inside the source archive, e.g. 'chain.py'"
+    )
     chainlets: list[ChainletManifest] = Field(description="The chainlets")
 
     @model_validator(mode="after")

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from chainyard.domain.autoscaling import AutoscalingSettings
 from chainyard.domain.ids import new_id
 from chainyard.domain.statuses import DeploymentStatus
+from chainyard.services import audit
+from chainyard.services.context import Actor
 from chainyard.store.chains import Chain, ChainDeployment, Chainlet
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
 
@@ -40,6 +42,7 @@ def create_deployment(
     entrypoint: str,
     specs: list[ChainletSpec],
     artifact_digest: str | None,
+    source_file: str | None = None,
     source_deployment_id: str | None,
     environment: Environment | None,
 ) -> ChainDeployment:
@@ -62,6 +65,7 @@ def create_deployment(
         desired_state="ACTIVE",
         entrypoint=entrypoint,
         artifact_digest=artifact_digest,
+        source_file=source_file,
         source_deployment_id=source_deployment_id,
     )
     for position, spec in enumerate(specs):
@@ -125,3 +129,52 @@ def ensure_environment_settings(
             existing[spec.name] = row
     session.flush()
     return existing
+
+
+def record_deployed(
+    session: Session,
+    actor: Actor,
+    chain: Chain,
+    deployment: ChainDeployment,
+    environment_name: str | None,
+) -> None:
+    audit.record(
+        session,
+        actor,
+        "CHAIN_DEPLOYED",
+        {
+            "chain_id": chain.id,
+            "chain_name": chain.name,
+            "chain_deployment_id": deployment.id,
+            "chain_deployment_name": deployment.name,
+            "is_primary": environment_name == "production",
+            "publish": environment_name is not None,
+        },
+        chain_id=chain.id,
+        environment_name=environment_name,
+        chain_deployment_id=deployment.id,
+    )
+
+
+def copy_for_environment(
+    session: Session,
+    actor: Actor,
+    chain: Chain,
+    source: ChainDeployment,
+    environment: Environment,
+) -> ChainDeployment:
+    """A new deployment of the same code as `source`, with the environment's chainlet settings
+    (the instance-type update and promotions that must redeploy)."""
+    copy = create_deployment(
+        session,
+        chain,
+        name=None,
+        entrypoint=source.entrypoint,
+        specs=specs_of(source),
+        artifact_digest=source.artifact_digest,
+        source_file=source.source_file,
+        source_deployment_id=source.id,
+        environment=environment,
+    )
+    record_deployed(session, actor, chain, copy, environment.name)
+    return copy

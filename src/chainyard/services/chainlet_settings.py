@@ -16,7 +16,7 @@ from chainyard.schemas import (
     UpdateChainletEnvironmentInstanceTypeResponseV1,
 )
 from chainyard.services import audit, instance_types, lookups, promotions, views
-from chainyard.services.builder import create_deployment, specs_of
+from chainyard.services.builder import copy_for_environment
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
@@ -91,32 +91,7 @@ def update_instance_types(
                 _audit_instance_type(session, actor, chain, None, name, "", type_id, env.name)
             return answer(None)
 
-        new = create_deployment(
-            session,
-            chain,
-            name=None,
-            entrypoint=current.entrypoint,
-            specs=specs_of(current),
-            artifact_digest=current.artifact_digest,
-            source_deployment_id=current.id,
-            environment=env,
-        )
-        audit.record(
-            session,
-            actor,
-            "CHAIN_DEPLOYED",
-            {
-                "chain_id": chain.id,
-                "chain_name": chain.name,
-                "chain_deployment_id": new.id,
-                "chain_deployment_name": new.name,
-                "is_primary": env.name == "production",
-                "publish": True,
-            },
-            chain_id=chain.id,
-            environment_name=env.name,
-            chain_deployment_id=new.id,
-        )
+        new = copy_for_environment(session, actor, chain, current, env)
         chainlet_ids = {c.name: c.id for c in new.chainlets}
         for name, type_id in changed.items():
             _audit_instance_type(

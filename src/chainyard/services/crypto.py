@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import pathlib
 
@@ -11,6 +13,12 @@ from cryptography.fernet import Fernet, InvalidToken
 class SecretCipher:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for another purpose (e.g. signing internal tokens), from the same secret, so that
+        servers sharing CHAINYARD_SECRET_KEY agree on it."""
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_data_dir(cls, data_dir: pathlib.Path) -> SecretCipher:

@@ -13,9 +13,9 @@ from chainyard.domain.instance_types import NoFittingInstanceType
 from chainyard.domain.resources import parse_memory_mib, parse_millicpu
 from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
 from chainyard.services import audit, instance_types, lookups, promotions, views
-from chainyard.services.builder import ChainletSpec, create_deployment
+from chainyard.services.builder import ChainletSpec, create_deployment, record_deployed
 from chainyard.services.context import Actor, Core
-from chainyard.services.environments import new_environment
+from chainyard.services.environments import new_environment, settings_event
 from chainyard.store.chains import Chain
 from chainyard.store.environments import Environment
 
@@ -72,6 +72,13 @@ def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]
 def deploy(
     core: Core, actor: Actor, manifest: DeployManifest, artifact_digest: str | None = None
 ) -> DeployResponse:
+    if artifact_digest is not None and manifest.source_file is None:
+        raise Invalid(
+            "a deploy with a source archive needs the manifest's source_file",
+            code="INVALID_MANIFEST",
+        )
+    if artifact_digest is None and manifest.source_file is not None:
+        raise Invalid("source_file was given but no source archive", code="INVALID_MANIFEST")
     entry, specs = plan(core, manifest)
     # Two first pushes of one chain name may race to create it; the unique constraint decides and
     # the loser retries, finding the winner's chain (Baseten's deploy_chain_atomic does the same).
@@ -131,20 +138,7 @@ def _deploy_once(
                     session,
                     actor,
                     "CHAIN_ENVIRONMENT_CREATED",
-                    {
-                        "chain_id": chain.id,
-                        "chain_name": chain.name,
-                        "environment_name": env.name,
-                        "redeploy_on_promotion": env.promotion_settings.get(
-                            "redeploy_on_promotion"
-                        ),
-                        "ramp_up_while_promoting": env.promotion_settings.get(
-                            "ramp_up_while_promoting"
-                        ),
-                        "ramp_up_duration_seconds": env.promotion_settings.get(
-                            "ramp_up_duration_seconds"
-                        ),
-                    },
+                    settings_event(chain, env),
                     chain_id=chain.id,
                     environment_name=env.name,
                 )
@@ -157,25 +151,11 @@ def _deploy_once(
             entrypoint=entry,
             specs=specs,
             artifact_digest=artifact_digest,
+            source_file=manifest.source_file,
             source_deployment_id=None,
             environment=env,
         )
-        audit.record(
-            session,
-            actor,
-            "CHAIN_DEPLOYED",
-            {
-                "chain_id": chain.id,
-                "chain_name": chain.name,
-                "chain_deployment_id": deployment.id,
-                "chain_deployment_name": deployment.name,
-                "is_primary": manifest.environment == "production",
-                "publish": manifest.environment is not None,
-            },
-            chain_id=chain.id,
-            environment_name=manifest.environment,
-            chain_deployment_id=deployment.id,
-        )
+        record_deployed(session, actor, chain, deployment, manifest.environment)
         if env is not None:
             promotions.begin(session, actor, chain, env, deployment)
         session.flush()

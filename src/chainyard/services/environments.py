@@ -21,7 +21,7 @@ from chainyard.schemas import (
     UpdatePromotionSettingsV1,
 )
 from chainyard.services import audit, instance_types, lookups, promotions, views
-from chainyard.services.builder import create_deployment, specs_of
+from chainyard.services.builder import copy_for_environment
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
@@ -80,7 +80,7 @@ def merge_promotion_settings(
     return PromotionSettingsV1.model_validate(merged).model_dump(mode="json")
 
 
-def _settings_event(chain: Chain, env: Environment) -> dict[str, Any]:
+def settings_event(chain: Chain, env: Environment) -> dict[str, Any]:
     ps = env.promotion_settings
     return {
         "chain_id": chain.id,
@@ -140,7 +140,7 @@ def create(
             session,
             actor,
             "CHAIN_ENVIRONMENT_CREATED",
-            _settings_event(chain, env),
+            settings_event(chain, env),
             chain_id=chain.id,
             environment_name=env.name,
         )
@@ -181,7 +181,7 @@ def update(
             session,
             actor,
             "CHAIN_ENVIRONMENT_UPDATED",
-            _settings_event(chain, env),
+            settings_event(chain, env),
             chain_id=chain.id,
             environment_name=env.name,
         )
@@ -238,30 +238,4 @@ def _promotion_target(
     elsewhere = deployment.environment is not None and deployment.environment != env.name
     if not (differs or elsewhere or env.promotion_settings.get("redeploy_on_promotion")):
         return deployment
-    copy = create_deployment(
-        session,
-        chain,
-        name=None,
-        entrypoint=deployment.entrypoint,
-        specs=specs_of(deployment),
-        artifact_digest=deployment.artifact_digest,
-        source_deployment_id=deployment.id,
-        environment=env,
-    )
-    audit.record(
-        session,
-        actor,
-        "CHAIN_DEPLOYED",
-        {
-            "chain_id": chain.id,
-            "chain_name": chain.name,
-            "chain_deployment_id": copy.id,
-            "chain_deployment_name": copy.name,
-            "is_primary": env.name == "production",
-            "publish": True,
-        },
-        chain_id=chain.id,
-        environment_name=env.name,
-        chain_deployment_id=copy.id,
-    )
-    return copy
+    return copy_for_environment(session, actor, chain, deployment, env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import Any
 
@@ -48,6 +49,12 @@ class ChainletWork:
     is_entrypoint: bool
     dependencies: tuple[str, ...]
     pip_requirements: tuple[str, ...]
+    workspace_id: str = ""
+    source_file: str | None = None
+    environment: str | None = None
+    secret_keys: tuple[str, ...] = ()
+    # Chainlet name -> id of the chainlets in the same deployment (dependencies' routes).
+    sibling_ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -64,8 +71,9 @@ class ChainletUpdate:
 def load_work(core: Core) -> list[ChainletWork]:
     with core.db.read() as session:
         rows = session.execute(
-            select(Chainlet, ChainDeployment)
+            select(Chainlet, ChainDeployment, Chain.workspace_id)
             .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+            .join(Chain, Chain.id == ChainDeployment.chain_id)
             .where(
                 or_(
                     Chainlet.status.in_([s.value for s in _MOVING]),
@@ -90,9 +98,52 @@ def load_work(core: Core) -> list[ChainletWork]:
                 is_entrypoint=c.is_entrypoint,
                 dependencies=tuple(c.dependencies),
                 pip_requirements=tuple(c.pip_requirements),
+                workspace_id=workspace_id,
+                source_file=d.source_file,
+                environment=d.environment,
+                secret_keys=tuple(c.secret_keys),
+                sibling_ids={s.name: s.id for s in d.chainlets},
             )
-            for c, d in rows
+            for c, d, workspace_id in rows
         ]
+
+
+_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
+
+
+def _level_of(line: str) -> str | None:
+    if line.startswith("Traceback (most recent call last)"):
+        return "ERROR"
+    match = _LEVEL.search(line[:60])
+    if match is None:
+        return None
+    return {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}.get(
+        match.group(1), match.group(1)
+    )
+
+
+def record_replica_logs(core: Core, lines: list[tuple[str, str, str]]) -> None:
+    """Stores replica output lines: (chainlet id, replica id, text)."""
+    if not lines:
+        return
+    start = time.time_ns()
+    with core.db.write() as session:
+        known = set(
+            session.scalars(select(Chainlet.id).where(Chainlet.id.in_({c for c, _, _ in lines})))
+        )
+        for i, (chainlet_id, replica_id, text) in enumerate(lines):
+            if chainlet_id not in known:
+                continue  # the chainlet was deleted meanwhile
+            session.add(
+                ChainletLog(
+                    chainlet_id=chainlet_id,
+                    timestamp_ns=start + i,
+                    message=text[:10_000],
+                    level=_level_of(text),
+                    replica=replica_id,
+                    component="replica",
+                )
+            )
 
 
 def apply_updates(core: Core, updates: list[ChainletUpdate]) -> None:

@@ -44,6 +44,8 @@ class ChainDeployment(Base):
     entrypoint: Mapped[str] = mapped_column(String(100))
     # Content address of the chain's source archive; null for manifest-only (simulated) deploys.
     artifact_digest: Mapped[str | None] = mapped_column(String(64))
+    # The chain file inside the archive (e.g. "chain.py" or "pipelines/chain.py").
+    source_file: Mapped[str | None] = mapped_column(String(500))
     # The deployment this one was copied from (instance-type update, promotion redeploy).
     source_deployment_id: Mapped[str | None] = mapped_column(String(16))
 

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from chainyard import archives
 from chainyard.api.deps import CoreDep, Manager
 from chainyard.domain.errors import Invalid
 from chainyard.schemas import DeployManifest, DeployResponse
@@ -76,6 +77,12 @@ async def deploy_chain(request: Request, core: CoreDep, actor: Manager) -> Deplo
         source = form.get("source")
         if isinstance(source, UploadFile):
             digest = await run_in_threadpool(artifacts.store, core.data_dir, source.file)
+            path = artifacts.path_of(core.data_dir, digest)
+            try:
+                await run_in_threadpool(archives.check, path, manifest.source_file)
+            except archives.ArchiveError as exc:
+                path.unlink(missing_ok=True)
+                raise Invalid(f"bad source archive: {exc}", code="INVALID_ARCHIVE") from exc
     elif content_type.startswith("application/json") or not content_type:
         body = await request.body()
         manifest = _parse_manifest(body)

@@ -1,0 +1,5 @@
+"""User chains written with `truss_chains`: discovery (for push) and hosting (in replicas).
+
+Everything that touches truss_chains' private API lives in `truss_compat`, so that a new truss
+release is adapted in one place.
+"""

@@ -1,0 +1,257 @@
+"""The replica host: imports truss_chains and the user's chain once, then forks one child per
+replica. A child is serving ~0.1 s after the fork instead of paying the ~2.5 s import itself.
+
+Run by the local runtime as `python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE`. It speaks
+JSON lines: commands on stdin, events on stdout. It starts no thread and no event loop before
+forking, so the children inherit a clean process. When its stdin closes (the server went away) it
+stops every child and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import select
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent process dies, so no replica outlives its host."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _preload() -> None:
+    # The import cost every replica would otherwise pay; the children share these pages.
+    import aiohttp  # noqa: F401
+    import fastapi  # noqa: F401
+    import pydantic  # noqa: F401
+    import starlette.applications  # noqa: F401
+    import truss_chains  # noqa: F401
+    import uvicorn  # noqa: F401
+    from truss_chains.remote_chainlet import stub, utils  # noqa: F401
+
+    import chainyard.chains.replica_app  # noqa: F401
+
+
+def _apply_limits(limits: dict[str, Any], log: Any) -> None:
+    import resource
+
+    memory_mib = limits.get("memory_limit_mib")
+    if memory_mib:
+        # Address space, not resident memory: allocators and thread stacks reserve far more than
+        # they touch, so the cap leaves room above the instance type's figure.
+        cap = (int(memory_mib) * 2 + 1024) * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    cpus = limits.get("cpus")
+    if cpus:
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setaffinity(0, set(cpus))
+    threads = str(limits.get("threads") or 1)
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ):
+        os.environ.setdefault(var, threads)
+    for line in limits.get("notes", []):
+        print(line, file=log, flush=True)
+
+
+def _serve_child(command: dict[str, Any], source_dir: pathlib.Path) -> None:
+    """In the forked child: becomes one replica. Never returns."""
+    _die_with_parent()
+    log_path = pathlib.Path(command["log_path"])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    code = 0
+    try:
+        _apply_limits(command.get("limits") or {}, sys.stdout)
+        for key, value in (command.get("env") or {}).items():
+            os.environ[key] = value
+        _run_replica(command, source_dir)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 3
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
+    import socket
+
+    import uvicorn
+
+    from chainyard.chains import truss_compat
+    from chainyard.chains.replica_app import build_app
+
+    desc = truss_compat.find_descriptor(command["chainlet"])
+    data_dir = pathlib.Path(command["data_dir"]) if command.get("data_dir") else None
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    chainlet = truss_compat.build_chainlet(
+        desc,
+        service_urls=command.get("service_urls") or {},
+        secrets=command.get("secrets") or {},
+        environment=command.get("environment"),
+        data_dir=data_dir,
+        chain_api_key=command["chain_api_key"],
+    )
+    app = build_app(
+        chainlet,
+        desc,
+        predict_concurrency=int(command.get("predict_concurrency") or 1),
+        source_dir=source_dir,
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    run_file = pathlib.Path(command["run_file"])
+    tmp = run_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
+    os.replace(tmp, run_file)
+    print(
+        f"replica {command['replica_id']} of {command['chainlet']} listening on 127.0.0.1:{port}",
+        flush=True,
+    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class Host:
+    def __init__(self, source_dir: pathlib.Path, chain_file: pathlib.Path) -> None:
+        self.source_dir = source_dir
+        self.chain_file = chain_file
+        self.children: dict[int, str] = {}
+        self._import_scope = contextlib.ExitStack()
+
+    def load(self) -> None:
+        from chainyard.chains import truss_compat
+
+        os.chdir(self.source_dir)
+        _preload()
+        self._import_scope.enter_context(
+            truss_compat.imported_chain(self.source_dir / self.chain_file)
+        )
+
+    def fork(self, command: dict[str, Any]) -> None:
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            _serve_child(command, self.source_dir)
+        self.children[pid] = command["replica_id"]
+        _emit({"event": "forked", "replica_id": command["replica_id"], "pid": pid})
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            replica_id = self.children.pop(pid, None)
+            if replica_id is not None:
+                _emit(
+                    {
+                        "event": "exited",
+                        "replica_id": replica_id,
+                        "pid": pid,
+                        "code": os.waitstatus_to_exitcode(status),
+                    }
+                )
+
+    def stop_all(self, grace: float = 5.0) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.children and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.05)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.reap()
+
+    def serve(self) -> None:
+        buffer = b""
+        stdin = sys.stdin.buffer
+        while True:
+            readable, _, _ = select.select([stdin], [], [], 0.2)
+            self.reap()
+            if not readable:
+                continue
+            chunk = os.read(stdin.fileno(), 65536)
+            if not chunk:
+                self.stop_all()
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    self.handle(json.loads(line))
+
+    def handle(self, command: dict[str, Any]) -> None:
+        op = command.get("op")
+        if op == "fork":
+            self.fork(command)
+        elif op == "exit":
+            self.stop_all()
+            sys.exit(0)
+        else:
+            _emit({"event": "error", "message": f"unknown op {op!r}"})
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    host = Host(pathlib.Path(argv[0]).resolve(), pathlib.Path(argv[1]))
+    try:
+        host.load()
+    except BaseException as exc:
+        traceback.print_exc()
+        _emit({"event": "failed", "message": f"{type(exc).__name__}: {exc}"})
+        return 3
+    _emit({"event": "ready", "pid": os.getpid()})
+    host.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

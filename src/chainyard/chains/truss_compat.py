@@ -1,0 +1,194 @@
+"""The one place that calls truss_chains' private API (pinned truss version, see pyproject).
+
+truss_chains registers chainlet classes when they are defined and offers an importer that loads a
+chain file and picks its entrypoint. We use those, and read each chainlet's descriptor: name,
+dependencies, `remote_config` and the `run_remote` signature.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def imported_chain(path: pathlib.Path, entrypoint: str | None = None) -> Iterator[Any]:
+    """Imports the chain file and yields the entrypoint class. The module stays imported (and its
+    chainlets registered) only inside the block, as truss_chains' importer undoes it on exit."""
+    from truss_chains import framework
+
+    with framework.ChainletImporter.import_target(path, entrypoint) as entry:
+        yield entry
+
+
+def descriptor(chainlet_cls: Any) -> Any:
+    from truss_chains import framework
+
+    return framework.get_descriptor(chainlet_cls)
+
+
+def reachable_descriptors(entry_cls: Any) -> list[Any]:
+    """The entrypoint and every chainlet it reaches, dependencies before their callers."""
+    from truss_chains import framework
+
+    ordered: list[Any] = []
+    seen: set[Any] = set()
+
+    def visit(desc: Any) -> None:
+        if desc.chainlet_cls in seen:
+            return
+        seen.add(desc.chainlet_cls)
+        for dep in framework.get_dependencies(desc):
+            visit(dep)
+        ordered.append(desc)
+
+    visit(framework.get_descriptor(entry_cls))
+    return ordered
+
+
+def chainlet_facts(desc: Any) -> dict[str, Any]:
+    """Plain facts about one chainlet, from its descriptor and `remote_config`."""
+    config = desc.chainlet_cls.remote_config
+    compute = config.get_compute_spec()
+    assets = config.get_asset_spec()
+    accelerator = compute.accelerator
+    gpu = getattr(accelerator, "accelerator", None)
+    gpu_name = getattr(gpu, "value", gpu)
+    return {
+        "name": desc.name,
+        "display_name": desc.display_name,
+        "is_entrypoint": bool(desc.chainlet_cls.meta_data.is_entrypoint),
+        "dependencies": sorted({dep.name for dep in desc.dependencies.values()}),
+        "cpu_count": compute.cpu_count,
+        "memory": compute.memory,
+        "gpu": str(gpu_name) if gpu_name else None,
+        "gpu_count": int(accelerator.count) if gpu_name else 0,
+        "predict_concurrency": int(compute.predict_concurrency),
+        "pip_requirements": list(config.docker_image.pip_requirements or []),
+        "secret_keys": sorted(assets.secrets.keys()),
+        "chain_name": desc.chainlet_cls.meta_data.chain_name,
+    }
+
+
+def find_descriptor(name: str) -> Any:
+    """The registered chainlet called `name` (inside `imported_chain`)."""
+    from truss_chains import framework
+
+    for desc in framework.get_ordered_descriptors():
+        if desc.name == name:
+            return desc
+    raise LookupError(f"no chainlet named {name!r} in the chain")
+
+
+def input_model(desc: Any) -> Any:
+    """A pydantic model of `run_remote`'s arguments; optional arguments may be left out."""
+    import pydantic
+
+    fields: dict[str, Any] = {}
+    for arg in desc.endpoint.input_args:
+        fields[arg.name] = (arg.type.raw | None, None) if arg.is_optional else (arg.type.raw, ...)
+    return pydantic.create_model(f"{desc.name}Input", **fields)
+
+
+def output_model(desc: Any) -> Any:
+    import pydantic
+
+    outputs = [o.raw for o in desc.endpoint.output_types]
+    root = outputs[0] if len(outputs) == 1 else tuple[tuple(outputs)]  # type: ignore[misc]
+    return pydantic.RootModel[root]  # type: ignore[valid-type]
+
+
+def stub_class(dep_desc: Any) -> type:
+    """A truss_chains stub for a dependency, named as the dependency (truss looks it up by name),
+    whose `run_remote` mirrors the dependency's: sync, async or streaming."""
+    import inspect
+
+    from truss_chains.remote_chainlet import stub
+
+    arguments_model = input_model(dep_desc)
+    signature = inspect.signature(dep_desc.chainlet_cls.run_remote)
+    endpoint = dep_desc.endpoint
+
+    def build_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        bound = signature.bind(None, *args, **kwargs)
+        bound.arguments.pop("self", None)
+        return arguments_model(**bound.arguments)
+
+    namespace: dict[str, Any] = {}
+    if endpoint.is_streaming:
+        as_text = endpoint.streaming_type.is_string
+
+        async def run_remote_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+            async for chunk in self.predict_async_stream(build_inputs(args, kwargs)):
+                yield chunk.decode() if as_text else chunk
+
+        namespace["run_remote"] = run_remote_stream
+    else:
+        result_model = output_model(dep_desc)
+        if endpoint.is_async:
+
+            async def run_remote_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+                return (await self.predict_async(build_inputs(args, kwargs), result_model)).root
+
+            namespace["run_remote"] = run_remote_async
+        else:
+
+            def run_remote_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+                return self.predict_sync(build_inputs(args, kwargs), result_model).root
+
+            namespace["run_remote"] = run_remote_sync
+    return type(dep_desc.name, (stub.StubBase,), namespace)
+
+
+def build_chainlet(
+    desc: Any,
+    *,
+    service_urls: dict[str, str],
+    secrets: dict[str, str],
+    environment: str | None,
+    data_dir: pathlib.Path | None,
+    chain_api_key: str,
+) -> Any:
+    """Instantiates the chainlet with stubs for its dependencies, as a deployed chainlet is."""
+    from truss_chains import framework, public_types
+    from truss_chains.remote_chainlet import stub
+
+    services = {
+        dep.name: public_types.DeployedServiceDescriptor(
+            name=dep.name,
+            display_name=dep.display_name,
+            options=dep.options,
+            predict_url=service_urls[dep.name],
+        )
+        for dep in desc.dependencies.values()
+    }
+    context = public_types.DeploymentContext(
+        chainlet_to_service=services,
+        secrets={**secrets, public_types.CHAIN_API_KEY_SECRET_NAME: chain_api_key},
+        environment=public_types.Environment(name=environment) if environment else None,
+        data_dir=data_dir,
+    )
+    kwargs: dict[str, Any] = {
+        arg: stub.factory(stub_class(framework.get_descriptor(dep.chainlet_cls)), context)
+        for arg, dep in desc.dependencies.items()
+    }
+    if desc.has_context:
+        kwargs["context"] = context
+    return desc.chainlet_cls(**kwargs)
+
+
+def request_context(headers: Any) -> Any:
+    """truss's request scope: propagates request ids to stub calls and turns an exception into
+    `fastapi.HTTPException` carrying the chainlet error detail."""
+    from truss_chains.remote_chainlet import utils
+
+    return utils.predict_context(headers)
+
+
+def set_fields(model: Any) -> dict[str, Any]:
+    from truss_chains.remote_chainlet import utils
+
+    result: dict[str, Any] = utils.pydantic_set_field_dict(model)
+    return result

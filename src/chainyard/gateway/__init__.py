@@ -1,0 +1,1 @@
+"""Inference: run_remote routes, replica routing and wake-from-zero holding."""

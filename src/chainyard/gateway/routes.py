@@ -1,0 +1,232 @@
+"""Baseten's inference paths for chains: run_remote and wake, per environment or deployment, on
+`/chains/{chain_id}/...` or on the bare path when the Host header is `chain-{chain_id}.<domain>`;
+plus the internal route that replicas' stubs use to call their dependencies."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from chainyard.domain.errors import ChainyardError, Forbidden, NotFound, Unauthorized
+from chainyard.gateway.router import ReplicaRouter, inference_error
+from chainyard.services import api_keys, inference
+from chainyard.services.context import Actor, Core
+
+router = APIRouter(tags=["inference"])
+
+
+def _core(request: Request) -> Core:
+    core: Core = request.app.state.core
+    return core
+
+
+CoreDep = Annotated[Core, Depends(_core)]
+
+WAKE_TIMEOUT = 120.0
+_HOST = re.compile(r"^chain-([a-z0-9]+)(?:-[a-z0-9-]+)?\.", re.IGNORECASE)
+
+
+def _error(exc: ChainyardError) -> Response:
+    if isinstance(exc, NotFound):
+        return inference_error(404, exc.message, "model_does_not_exist")
+    if isinstance(exc, Unauthorized | Forbidden):
+        return inference_error(exc.status_code, exc.message, "unauthorized")
+    if exc.status_code == 429:
+        return inference_error(429, exc.message, "rate_limited")
+    if exc.status_code >= 500:
+        return inference_error(503, exc.message, "internal_baseten_error")
+    return inference_error(exc.status_code, exc.message, "client_error")
+
+
+async def _actor(request: Request, core: Core) -> Actor:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() not in ("bearer", "api-key") or not value.strip():
+        raise Unauthorized("missing API key: send 'Authorization: Api-Key <key>'")
+    return await run_in_threadpool(api_keys.authenticate, core, value.strip())
+
+
+def _router(request: Request) -> ReplicaRouter:
+    result: ReplicaRouter = request.app.state.router
+    return result
+
+
+async def _guarded(call: Callable[[], Awaitable[Response]]) -> Response:
+    try:
+        return await call()
+    except ChainyardError as exc:
+        return _error(exc)
+
+
+async def _run(
+    request: Request,
+    core: Core,
+    chain_id: str,
+    *,
+    environment: str | None = None,
+    deployment_id: str | None = None,
+) -> Response:
+    async def call() -> Response:
+        actor = await _actor(request, core)
+        target = await run_in_threadpool(
+            inference.resolve,
+            core,
+            actor,
+            chain_id,
+            environment=environment,
+            deployment_id=deployment_id,
+        )
+        return await _dispatch(request, core, target)
+
+    return await _guarded(call)
+
+
+async def _dispatch(request: Request, core: Core, target: inference.Target) -> Response:
+    replicas = _router(request)
+    addresses = replicas.ready_addresses(target.chainlet_id)
+    if not addresses:
+        # Scaled to zero (or still starting): hold the request while a replica comes up.
+        await run_in_threadpool(inference.wake, core, target.deployment_id)
+        addresses = await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
+        if not addresses:
+            return inference_error(
+                503, "no replica of the chain became ready in time", "model_not_ready"
+            )
+    return await replicas.forward(request, target.chainlet_id, addresses)
+
+
+async def _wake(
+    request: Request,
+    core: Core,
+    chain_id: str,
+    *,
+    environment: str | None = None,
+    deployment_id: str | None = None,
+) -> Response:
+    async def call() -> Response:
+        actor = await _actor(request, core)
+        target = await run_in_threadpool(
+            inference.resolve,
+            core,
+            actor,
+            chain_id,
+            environment=environment,
+            deployment_id=deployment_id,
+        )
+        await run_in_threadpool(inference.wake, core, target.deployment_id)
+        return JSONResponse({}, status_code=202)
+
+    return await _guarded(call)
+
+
+def _chain_from_host(request: Request) -> str:
+    match = _HOST.match(request.headers.get("host", ""))
+    if match is None:
+        raise NotFound("use /chains/{chain_id}/..., or a Host header chain-{chain_id}.<domain>")
+    return match.group(1).lower()
+
+
+# -- /chains/{chain_id}/... ---------------------------------------------------------------------
+
+
+@router.post("/chains/{chain_id}/environments/{env_name}/run_remote")
+async def run_environment(
+    chain_id: str, env_name: str, request: Request, core: CoreDep
+) -> Response:
+    return await _run(request, core, chain_id, environment=env_name)
+
+
+@router.post("/chains/{chain_id}/production/run_remote")
+async def run_production(chain_id: str, request: Request, core: CoreDep) -> Response:
+    return await _run(request, core, chain_id, environment="production")
+
+
+@router.post("/chains/{chain_id}/deployment/{deployment_id}/run_remote")
+async def run_deployment(
+    chain_id: str, deployment_id: str, request: Request, core: CoreDep
+) -> Response:
+    return await _run(request, core, chain_id, deployment_id=deployment_id)
+
+
+@router.post("/chains/{chain_id}/environments/{env_name}/wake", status_code=202)
+async def wake_environment(
+    chain_id: str, env_name: str, request: Request, core: CoreDep
+) -> Response:
+    return await _wake(request, core, chain_id, environment=env_name)
+
+
+@router.post("/chains/{chain_id}/production/wake", status_code=202)
+async def wake_production(chain_id: str, request: Request, core: CoreDep) -> Response:
+    return await _wake(request, core, chain_id, environment="production")
+
+
+@router.post("/chains/{chain_id}/deployment/{deployment_id}/wake", status_code=202)
+async def wake_deployment(
+    chain_id: str, deployment_id: str, request: Request, core: CoreDep
+) -> Response:
+    return await _wake(request, core, chain_id, deployment_id=deployment_id)
+
+
+# -- Baseten's own form: chain id in the Host header --------------------------------------------
+
+
+@router.post("/environments/{env_name}/run_remote")
+async def host_run_environment(env_name: str, request: Request, core: CoreDep) -> Response:
+    return await _guarded(
+        lambda: _run(request, core, _chain_from_host(request), environment=env_name)
+    )
+
+
+@router.post("/production/run_remote")
+async def host_run_production(request: Request, core: CoreDep) -> Response:
+    return await _guarded(
+        lambda: _run(request, core, _chain_from_host(request), environment="production")
+    )
+
+
+@router.post("/deployment/{deployment_id}/run_remote")
+async def host_run_deployment(deployment_id: str, request: Request, core: CoreDep) -> Response:
+    return await _guarded(
+        lambda: _run(request, core, _chain_from_host(request), deployment_id=deployment_id)
+    )
+
+
+@router.post("/environments/{env_name}/wake", status_code=202)
+async def host_wake_environment(env_name: str, request: Request, core: CoreDep) -> Response:
+    return await _guarded(
+        lambda: _wake(request, core, _chain_from_host(request), environment=env_name)
+    )
+
+
+@router.post("/production/wake", status_code=202)
+async def host_wake_production(request: Request, core: CoreDep) -> Response:
+    return await _guarded(
+        lambda: _wake(request, core, _chain_from_host(request), environment="production")
+    )
+
+
+@router.post("/deployment/{deployment_id}/wake", status_code=202)
+async def host_wake_deployment(deployment_id: str, request: Request, core: CoreDep) -> Response:
+    return await _guarded(
+        lambda: _wake(request, core, _chain_from_host(request), deployment_id=deployment_id)
+    )
+
+
+# -- internal: replica to replica, through the gateway -----------------------------------------
+
+
+@router.post("/internal/chainlets/{chainlet_id}/predict", include_in_schema=False)
+async def internal_predict(chainlet_id: str, request: Request, core: CoreDep) -> Response:
+    async def call() -> Response:
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        target = await run_in_threadpool(
+            inference.resolve_internal, core, chainlet_id, token.strip()
+        )
+        return await _dispatch(request, core, target)
+
+    return await _guarded(call)

@@ -1,0 +1,440 @@
+"""The local runtime: each replica is a process on this machine.
+
+Per (chain deployment, Python environment) one host process imports truss_chains and the chain once
+(`chainyard.chains.host`) and forks a child per replica. This module starts hosts, sends them fork
+commands, watches the children (health over HTTP, exit events from the host), and stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+import signal
+import time
+from typing import Any
+
+import aiohttp
+
+from chainyard import archives
+from chainyard.runtime import envs, gpus
+from chainyard.runtime.base import (
+    BuildRequest,
+    BuildResult,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+    RuntimeBackend,
+)
+
+log = logging.getLogger("chainyard.runtime.local")
+
+HEALTH_INTERVAL = 1.0
+STOP_GRACE = 5.0
+
+
+@dataclasses.dataclass
+class _Replica:
+    spec: ReplicaSpec
+    host_key: tuple[str, str]
+    log_path: pathlib.Path
+    run_file: pathlib.Path
+    phase: ReplicaPhase = ReplicaPhase.STARTING
+    pid: int | None = None
+    port: int | None = None
+    message: str | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    ready_at: float | None = None
+    stopping: bool = False
+
+
+class _Host:
+    """One host process and the replicas it forked."""
+
+    def __init__(self, key: tuple[str, str], process: asyncio.subprocess.Process) -> None:
+        self.key = key
+        self.process = process
+        self.ready = asyncio.Event()
+        self.failed: str | None = None
+        self.pending: list[dict[str, Any]] = []
+        self.reader: asyncio.Task[None] | None = None
+
+
+class LocalRuntime(RuntimeBackend):
+    name = "local"
+
+    def __init__(self, data_dir: pathlib.Path, *, health_interval: float = HEALTH_INTERVAL) -> None:
+        self.data_dir = data_dir
+        self.health_interval = health_interval
+        self._sources = data_dir / "sources"
+        self._envs = data_dir / "envs"
+        self._run = data_dir / "run"
+        self._logs = data_dir / "logs"
+        self._pythons: dict[str, str] = {}  # chainlet id -> interpreter
+        self._hosts: dict[tuple[str, str], _Host] = {}
+        self._replicas: dict[str, _Replica] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._cpu_cursor = 0
+        self._log_offsets: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for folder in (self._sources, self._envs, self._run, self._logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._kill_leftovers()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self._watcher = asyncio.create_task(self._watch(), name="chainyard-local-health")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for host in list(self._hosts.values()):
+            await self._stop_host(host)
+        self._hosts.clear()
+        self._replicas.clear()
+        if self._session is not None:
+            await self._session.close()
+
+    def _kill_leftovers(self) -> None:
+        """Replicas recorded by an earlier server that are still alive (it was killed): stop them,
+        so that what runs matches what this server starts."""
+        for run_file in self._run.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                pid = int(json.loads(run_file.read_text())["pid"])
+                cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"chainyard.chains.host" in cmdline:
+                    os.kill(pid, signal.SIGKILL)
+            run_file.unlink(missing_ok=True)
+
+    # -- builds ----------------------------------------------------------------------------
+
+    def source_dir(self, digest: str) -> pathlib.Path:
+        return self._sources / digest
+
+    async def build(self, request: BuildRequest) -> BuildResult:
+        lines: list[str] = []
+        if request.artifact_path is None:
+            return BuildResult(ok=False, message="the deployment has no source archive to run")
+        digest = request.artifact_path.name.split(".")[0]
+        try:
+            await asyncio.to_thread(
+                archives.extract, request.artifact_path, self.source_dir(digest)
+            )
+        except (archives.ArchiveError, OSError) as exc:
+            return BuildResult(ok=False, message=f"cannot unpack the source: {exc}")
+        lines.append(f"source unpacked ({digest[:12]})")
+        try:
+            python, env_log = await envs.ensure_env(self._envs, request.pip_requirements)
+        except envs.EnvBuildError as exc:
+            return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
+        self._pythons[request.chainlet_id] = python
+        return BuildResult(ok=True, log_lines=tuple(lines + env_log))
+
+    # -- replicas --------------------------------------------------------------------------
+
+    async def start_replica(self, spec: ReplicaSpec) -> None:
+        log_path = self._logs / spec.deployment_id / spec.chainlet_id / f"{spec.replica_id}.log"
+        run_file = self._run / f"{spec.replica_id}.json"
+        problem = gpus.placement_problem(spec.instance_type)
+        python = self._pythons.get(spec.chainlet_id)
+        replica = _Replica(spec, (spec.deployment_id, python or ""), log_path, run_file)
+        self._replicas[spec.replica_id] = replica
+        if problem is not None:
+            self._fail(replica, problem)
+            return
+        if spec.artifact_path is None or spec.source_file is None:
+            self._fail(replica, "the deployment has no source to run")
+            return
+        if python is None:
+            # The server restarted since the build: the environment is cached, so this is quick.
+            python, _ = await envs.ensure_env(self._envs, spec.pip_requirements)
+            self._pythons[spec.chainlet_id] = python
+            replica.host_key = (spec.deployment_id, python)
+        digest = spec.artifact_path.name.split(".")[0]
+        source = self.source_dir(digest)
+        if not source.is_dir():
+            await asyncio.to_thread(archives.extract, spec.artifact_path, source)
+        host = self._hosts.get(replica.host_key)
+        if host is None or host.process.returncode is not None:
+            host = await self._start_host(replica.host_key, python, source, spec.source_file)
+        command = self._fork_command(replica)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if host.failed is not None:
+            self._fail(replica, host.failed)
+        elif host.ready.is_set():
+            await self._send(host, command)
+        else:
+            host.pending.append(command)
+
+    async def stop_replica(self, replica_id: str) -> None:
+        replica = self._replicas.get(replica_id)
+        if replica is None:
+            return
+        replica.stopping = True
+        replica.phase = ReplicaPhase.STOPPING
+        if replica.pid is None:
+            self._forget(replica)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(replica.pid, signal.SIGTERM)
+        asyncio.get_running_loop().call_later(STOP_GRACE, self._kill_if_alive, replica.pid)
+
+    def replicas(self) -> list[ReplicaState]:
+        return [
+            ReplicaState(
+                replica_id=r.spec.replica_id,
+                chainlet_id=r.spec.chainlet_id,
+                deployment_id=r.spec.deployment_id,
+                phase=r.phase,
+                address=f"http://127.0.0.1:{r.port}" if r.port else None,
+                message=r.message,
+            )
+            for r in self._replicas.values()
+        ]
+
+    def drain_logs(self) -> list[tuple[str, str, str]]:
+        """New lines of every replica's log since the last call: (chainlet id, replica id, line)."""
+        out: list[tuple[str, str, str]] = []
+        for replica in list(self._replicas.values()):
+            out.extend(self._read_new_lines(replica))
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _read_new_lines(self, replica: _Replica) -> list[tuple[str, str, str]]:
+        key = str(replica.log_path)
+        offset = self._log_offsets.get(key, 0)
+        try:
+            with open(replica.log_path, "rb") as f:
+                f.seek(offset)
+                data = f.read(1 << 20)
+        except FileNotFoundError:
+            return []
+        complete = data.rfind(b"\n") + 1
+        if complete == 0:
+            return []
+        self._log_offsets[key] = offset + complete
+        lines = data[:complete].decode(errors="replace").splitlines()
+        spec = replica.spec
+        return [(spec.chainlet_id, spec.replica_id, line) for line in lines if line.strip()]
+
+    def _fork_command(self, replica: _Replica) -> dict[str, Any]:
+        spec = replica.spec
+        return {
+            "op": "fork",
+            "replica_id": spec.replica_id,
+            "chainlet": spec.chainlet_name,
+            "service_urls": dict(spec.service_urls),
+            "secrets": dict(spec.secrets),
+            "environment": spec.environment,
+            "chain_api_key": spec.chain_api_key,
+            "predict_concurrency": spec.predict_concurrency,
+            "log_path": str(replica.log_path),
+            "run_file": str(replica.run_file),
+            "data_dir": str(
+                self.data_dir / "chainlet-data" / spec.deployment_id / spec.chainlet_name
+            ),
+            "limits": self._limits(spec),
+        }
+
+    def _limits(self, spec: ReplicaSpec) -> dict[str, Any]:
+        millicpu = spec.instance_type.get("millicpu_limit") or 1000
+        wanted = max(1, math.ceil(millicpu / 1000))
+        available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        notes = []
+        cpus: list[int] = []
+        if available:
+            if wanted > len(available):
+                notes.append(
+                    f"instance type {spec.instance_type.get('id')} asks for {wanted} CPUs; this "
+                    f"machine has {len(available)}: running oversubscribed"
+                )
+            for _ in range(min(wanted, len(available))):
+                cpus.append(available[self._cpu_cursor % len(available)])
+                self._cpu_cursor += 1
+        return {
+            "memory_limit_mib": spec.instance_type.get("memory_limit_mib"),
+            "cpus": sorted(set(cpus)),
+            "threads": wanted,
+            "notes": notes,
+        }
+
+    async def _start_host(
+        self, key: tuple[str, str], python: str, source: pathlib.Path, source_file: str
+    ) -> _Host:
+        host_log = self._logs / key[0] / "host.log"
+        host_log.parent.mkdir(parents=True, exist_ok=True)
+        stderr = open(host_log, "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            process = await asyncio.create_subprocess_exec(
+                python,
+                "-m",
+                "chainyard.chains.host",
+                str(source),
+                source_file,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                cwd=str(source),
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            stderr.close()
+        host = _Host(key, process)
+        self._hosts[key] = host
+        host.reader = asyncio.create_task(self._read_host(host, host_log))
+        return host
+
+    async def _read_host(self, host: _Host, host_log: pathlib.Path) -> None:
+        assert host.process.stdout is not None
+        async for raw in host.process.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind == "ready":
+                host.ready.set()
+                for command in host.pending:
+                    await self._send(host, command)
+                host.pending.clear()
+            elif kind == "failed":
+                host.failed = f"the chain failed to load: {event.get('message')}"
+                self._fail_pending(host)
+            elif kind == "forked":
+                replica = self._replicas.get(event["replica_id"])
+                if replica is not None:
+                    replica.pid = int(event["pid"])
+                    if replica.stopping:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(replica.pid, signal.SIGTERM)
+            elif kind == "exited":
+                self._on_exit(event)
+        await host.process.wait()
+        if host.failed is None:
+            tail = _tail(host_log)
+            host.failed = f"the replica host exited ({host.process.returncode}){tail}"
+        self._fail_pending(host)
+        for replica in list(self._replicas.values()):
+            if replica.host_key == host.key and replica.pid is not None and not replica.stopping:
+                self._fail(replica, host.failed)
+        if self._hosts.get(host.key) is host:
+            del self._hosts[host.key]
+
+    def _fail_pending(self, host: _Host) -> None:
+        for command in host.pending:
+            replica = self._replicas.get(command["replica_id"])
+            if replica is not None:
+                self._fail(replica, host.failed or "the replica host failed")
+        host.pending.clear()
+
+    def _on_exit(self, event: dict[str, Any]) -> None:
+        replica = self._replicas.get(event["replica_id"])
+        if replica is None:
+            return
+        replica.run_file.unlink(missing_ok=True)
+        if replica.stopping:
+            self._forget(replica)
+            return
+        self._fail(
+            replica, f"the replica exited with code {event.get('code')}{_tail(replica.log_path)}"
+        )
+
+    def _fail(self, replica: _Replica, message: str) -> None:
+        replica.phase = ReplicaPhase.FAILED
+        replica.message = message
+        replica.port = None
+
+    def _forget(self, replica: _Replica) -> None:
+        self._replicas.pop(replica.spec.replica_id, None)
+        replica.run_file.unlink(missing_ok=True)
+
+    def _kill_if_alive(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+    async def _send(self, host: _Host, command: dict[str, Any]) -> None:
+        assert host.process.stdin is not None
+        host.process.stdin.write((json.dumps(command) + "\n").encode())
+        await host.process.stdin.drain()
+
+    async def _stop_host(self, host: _Host) -> None:
+        if host.process.stdin is not None and not host.process.stdin.is_closing():
+            host.process.stdin.close()  # the host stops its children and exits
+        try:
+            await asyncio.wait_for(host.process.wait(), timeout=STOP_GRACE + 2)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                host.process.kill()
+            await host.process.wait()
+        if host.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(host.reader, timeout=2)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self._check_health()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("health check round failed")
+            await asyncio.sleep(0.1)
+
+    async def _check_health(self) -> None:
+        now = time.monotonic()
+        checks = []
+        for replica in list(self._replicas.values()):
+            if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING) or replica.pid is None:
+                continue
+            if replica.port is None:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    replica.port = int(json.loads(replica.run_file.read_text())["port"])
+                if replica.port is None:
+                    continue
+            due = replica.phase == ReplicaPhase.STARTING or (
+                replica.ready_at is not None and now - replica.ready_at >= self.health_interval
+            )
+            if due:
+                checks.append(self._probe(replica))
+        if checks:
+            await asyncio.gather(*checks)
+
+    async def _probe(self, replica: _Replica) -> None:
+        assert self._session is not None
+        url = f"http://127.0.0.1:{replica.port}/v1/models/model"
+        try:
+            async with self._session.get(url) as response:
+                healthy = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            healthy = False
+        if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING):
+            return
+        if healthy:
+            if replica.phase == ReplicaPhase.STARTING:
+                replica.phase = ReplicaPhase.READY
+            replica.ready_at = time.monotonic()
+        elif replica.phase == ReplicaPhase.READY:
+            # A ready replica that stops answering is replaced (the reconciler restarts it).
+            self._fail(replica, "the replica stopped answering its health check")
+            if replica.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(replica.pid, signal.SIGKILL)
+
+
+def _tail(path: pathlib.Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    last = [line for line in text.splitlines() if line.strip()][-lines:]
+    return (":\n" + "\n".join(last)) if last else ""

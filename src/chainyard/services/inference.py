@@ -1,0 +1,122 @@
+"""Resolving inference targets: which deployment and which chainlet a request goes to."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+
+from sqlalchemy import select
+
+from chainyard.domain.autoscaling import AutoscalingSettings
+from chainyard.domain.errors import Forbidden, NotFound, Unauthorized
+from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus
+from chainyard.services import lookups
+from chainyard.services.builder import initial_replicas
+from chainyard.services.context import Actor, Core
+from chainyard.store.chains import ChainDeployment, Chainlet
+from chainyard.store.environments import Environment
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    deployment_id: str
+    chainlet_id: str
+    chainlet_name: str
+    status: DeploymentStatus
+    predict_concurrency: int
+
+
+def internal_token(core: Core, deployment_id: str) -> str:
+    """The key a deployment's replicas present when they call each other through the gateway."""
+    key = core.cipher.derive("internal-token")
+    return hmac.new(key, deployment_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _entry_target(deployment: ChainDeployment) -> Target:
+    entry = next(c for c in deployment.chainlets if c.is_entrypoint)
+    return _target(deployment, entry)
+
+
+def _target(deployment: ChainDeployment, chainlet: Chainlet) -> Target:
+    return Target(
+        deployment_id=deployment.id,
+        chainlet_id=chainlet.id,
+        chainlet_name=chainlet.name,
+        status=DeploymentStatus(deployment.status),
+        predict_concurrency=int(chainlet.compute.get("predict_concurrency") or 1),
+    )
+
+
+def _servable(deployment: ChainDeployment | None, what: str) -> ChainDeployment:
+    if deployment is None or deployment.desired_state == "INACTIVE":
+        raise NotFound(f"{what} has no active deployment", code="model_does_not_exist")
+    if DeploymentStatus(deployment.status) in TERMINAL_FAILURES:
+        raise NotFound(
+            f"{what}: deployment '{deployment.id}' is {deployment.status}",
+            code="model_does_not_exist",
+        )
+    return deployment
+
+
+def resolve(
+    core: Core,
+    actor: Actor,
+    chain_id: str,
+    *,
+    environment: str | None = None,
+    deployment_id: str | None = None,
+) -> Target:
+    if not actor.can_invoke:
+        raise Forbidden(f"an API key of type {actor.key_type} may not call chains")
+    with core.db.read() as session:
+        chain = lookups.chain(session, actor, chain_id)
+        if deployment_id is not None:
+            deployment = _servable(
+                lookups.deployment(session, chain, deployment_id), f"deployment '{deployment_id}'"
+            )
+        else:
+            name = environment or "production"
+            env = session.scalar(
+                select(Environment).where(
+                    Environment.chain_id == chain.id, Environment.name == name
+                )
+            )
+            if env is None:
+                raise NotFound(f"environment '{name}' not found", code="model_does_not_exist")
+            current = (
+                session.get(ChainDeployment, env.current_deployment_id)
+                if env.current_deployment_id
+                else None
+            )
+            deployment = _servable(current, f"environment '{name}'")
+        return _entry_target(deployment)
+
+
+def resolve_internal(core: Core, chainlet_id: str, token: str) -> Target:
+    """A dependency call from a replica: the token must be its deployment's."""
+    with core.db.read() as session:
+        chainlet = session.get(Chainlet, chainlet_id)
+        if chainlet is None:
+            raise NotFound(f"chainlet '{chainlet_id}' not found", code="model_does_not_exist")
+        deployment = chainlet.deployment
+        if not hmac.compare_digest(token, internal_token(core, deployment.id)):
+            raise Unauthorized("invalid chain key")
+        return _target(deployment, chainlet)
+
+
+def wake(core: Core, deployment_id: str) -> bool:
+    """Asks for replicas of a deployment that is scaled to zero; True if something changed."""
+    changed = False
+    with core.db.write() as session:
+        deployment = session.get(ChainDeployment, deployment_id)
+        if deployment is None or deployment.desired_state == "INACTIVE":
+            return False
+        for chainlet in deployment.chainlets:
+            want = initial_replicas(AutoscalingSettings.from_dict(chainlet.autoscaling))
+            if chainlet.desired_replicas < want:
+                chainlet.desired_replicas = want
+                changed = True
+    if changed:
+        core.wake_reconciler()
+    return changed

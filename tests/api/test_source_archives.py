@@ -1,0 +1,93 @@
+"""A source archive is checked before anything is written: links, paths out of the folder, a
+missing chain file or a non-archive are each a 400 that says what is wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+
+import pytest
+
+from tests.support.server import Api, hello_manifest
+
+
+@pytest.fixture(scope="module")
+def api(shared_api: Api) -> Api:
+    return shared_api
+
+
+def archive(*members: tarfile.TarInfo, content: bytes = b"x = 1\n") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info in members:
+            if info.isfile():
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def file(name: str) -> tarfile.TarInfo:
+    return tarfile.TarInfo(name)
+
+
+def link(name: str, target: str, *, hard: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info
+
+
+def push(api: Api, source: bytes, source_file: str | None = "chain.py") -> tuple[str, object]:
+    name = f"arch-{uuid.uuid4().hex[:8]}"
+    manifest = {**hello_manifest(name), "source_file": source_file}
+    response = api.post(
+        "/v1/chains/deploy",
+        data={"manifest": json.dumps(manifest)},
+        files={"source": ("s.tar.gz", source, "application/gzip")},
+    )
+    return name, response
+
+
+def chain_names(api: Api) -> set[str]:
+    return {c["name"] for c in api.get("/v1/chains").json()["chains"]}
+
+
+@pytest.mark.parametrize(
+    ("members", "needle"),
+    [
+        ([file("chain.py"), link("evil", "/etc/passwd")], "link"),
+        ([file("chain.py"), link("hard", "chain.py", hard=True)], "link"),
+        ([file("chain.py"), file("../escape.py")], "leaves"),
+        ([file("chain.py"), file("/abs.py")], "absolute"),
+        ([file("other.py")], "chain.py"),
+    ],
+    ids=["symlink", "hardlink", "dotdot", "absolute", "missing-source-file"],
+)
+def test_unsafe_archives_are_refused(api: Api, members: list[tarfile.TarInfo], needle: str) -> None:
+    name, response = push(api, archive(*members))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["code"] == "INVALID_ARCHIVE"
+    assert needle in body["error"]
+    assert name not in chain_names(api)
+
+
+def test_not_an_archive_is_refused(api: Api) -> None:
+    name, response = push(api, b"this is not gzip")
+    assert response.status_code == 400  # type: ignore[attr-defined]
+    assert name not in chain_names(api)
+
+
+def test_archive_needs_source_file_and_source_file_needs_archive(api: Api) -> None:
+    name, response = push(api, archive(file("chain.py")), source_file=None)
+    assert response.status_code == 400  # type: ignore[attr-defined]
+    assert "source_file" in response.json()["error"]  # type: ignore[attr-defined]
+    manifest = {**hello_manifest(f"x-{uuid.uuid4().hex[:6]}"), "source_file": "chain.py"}
+    alone = api.post("/v1/chains/deploy", json=manifest)
+    assert alone.status_code == 400
+    assert "archive" in alone.json()["error"]
+    assert name not in chain_names(api)
