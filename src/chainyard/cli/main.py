@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from chainyard.cli import admin
+from chainyard.cli import admin, push
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Serve chains on your own machines."
 )
 app.add_typer(admin.app, name="admin")
+app.command("push")(push.push)
 
 
 @app.command()

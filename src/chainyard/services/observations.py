@@ -14,6 +14,7 @@ from chainyard.services import promotions
 from chainyard.services.context import Core, system_actor
 from chainyard.services.lifecycle import apply_event, refresh_status
 from chainyard.store.chains import Chain, ChainDeployment, Chainlet
+from chainyard.store.environments import Environment
 from chainyard.store.logs import ChainletLog
 from chainyard.store.workspaces import Workspace
 
@@ -82,6 +83,25 @@ def load_work(core: Core) -> list[ChainletWork]:
                 )
             )
         ).all()
+        # A deployment being promoted already belongs to its environment: its chainlets learn the
+        # name (DeploymentContext.environment) when their replicas start.
+        deployment_ids = {d.id for _, d, _ in rows}
+        env_of: dict[str, str] = {}
+        for name, current, candidate in session.execute(
+            select(
+                Environment.name,
+                Environment.current_deployment_id,
+                Environment.candidate_deployment_id,
+            ).where(
+                or_(
+                    Environment.current_deployment_id.in_(deployment_ids),
+                    Environment.candidate_deployment_id.in_(deployment_ids),
+                )
+            )
+        ):
+            for deployment_id in (current, candidate):
+                if deployment_id in deployment_ids:
+                    env_of[deployment_id] = name
         return [
             ChainletWork(
                 chainlet_id=c.id,
@@ -100,7 +120,7 @@ def load_work(core: Core) -> list[ChainletWork]:
                 pip_requirements=tuple(c.pip_requirements),
                 workspace_id=workspace_id,
                 source_file=d.source_file,
-                environment=d.environment,
+                environment=env_of.get(d.id, d.environment),
                 secret_keys=tuple(c.secret_keys),
                 sibling_ids={s.name: s.id for s in d.chainlets},
             )

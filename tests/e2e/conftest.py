@@ -1,0 +1,130 @@
+"""A real `chainyard serve` process on the local runtime, and `chainyard push` as a user runs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+KEY = "e2eadmin1.0123456789abcdefghijklmnop"
+CHAINYARD = [sys.executable, "-m", "chainyard.cli.main"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def host_processes(data_dir: pathlib.Path) -> list[int]:
+    """Replica hosts and replicas (forked hosts share the command line) serving from data_dir."""
+    pids = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"chainyard.chains.host" in cmdline and str(data_dir).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@dataclasses.dataclass
+class LiveServer:
+    data_dir: pathlib.Path
+    port: int
+    log: pathlib.Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "CHAINYARD_BOOTSTRAP_API_KEY": KEY}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *CHAINYARD,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--reconcile-interval",
+                    "0.1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def client(self, key: str = KEY) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        )
+
+    def push(self, chain_file: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CHAINYARD_URL": self.url, "CHAINYARD_API_KEY": KEY}
+        return subprocess.run(
+            [*CHAINYARD, "push", str(chain_file), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("live")
+    server = LiveServer(data_dir=root / "data", port=_free_port(), log=root / "server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(predicate: Any, *, timeout: float = 120.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
