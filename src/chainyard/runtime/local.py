@@ -424,11 +424,22 @@ class LocalRuntime(RuntimeBackend):
                 replica.phase = ReplicaPhase.READY
             replica.ready_at = time.monotonic()
         elif replica.phase == ReplicaPhase.READY:
+            if replica.pid is not None and not _running(replica.pid):
+                return  # it died: the host's exit event says how, which is the better message
             # A ready replica that stops answering is replaced (the reconciler restarts it).
             self._fail(replica, "the replica stopped answering its health check")
             if replica.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(replica.pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """False once the process is gone or a zombie waiting for its host to reap it."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _tail(path: pathlib.Path, lines: int = 8) -> str:
