@@ -36,7 +36,7 @@ def _ignore_spec(root: pathlib.Path) -> pathspec.PathSpec:  # type: ignore[type-
         path = root / name
         if path.is_file():
             lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.PathSpec.from_lines("gitignore", lines)
 
 
 def included_files(root: pathlib.Path) -> list[pathlib.Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,19 @@ def inference_error(status: int, message: str, code: str, detail: str | None = N
     if detail:
         body["detail"] = detail
     return JSONResponse(body, status_code=status)
+
+
+def _with_error_code(body: bytes, status: int) -> bytes:
+    """Adds the inference spec's `error_code` to a chainlet's error answer, keeping the rest (a
+    chainlet exception's structured detail and chained traceback stay as truss sends them)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(parsed, dict) or "error" not in parsed or "error_code" in parsed:
+        return body
+    parsed["error_code"] = "client_error" if status < 500 else "application_error"
+    return json.dumps(parsed).encode()
 
 
 class ReplicaRouter:
@@ -119,6 +133,8 @@ class ReplicaRouter:
         finally:
             upstream.release()
             release()
+        if upstream.status >= 400:
+            data = _with_error_code(data, upstream.status)
         return Response(
             data, status_code=upstream.status, headers=out_headers, media_type=content_type
         )

@@ -63,6 +63,24 @@ async def _guarded(call: Callable[[], Awaitable[Response]]) -> Response:
         return _error(exc)
 
 
+async def _resolve(
+    request: Request,
+    core: Core,
+    chain_id: str,
+    environment: str | None,
+    deployment_id: str | None,
+) -> inference.Target:
+    actor = await _actor(request, core)
+    return await run_in_threadpool(
+        inference.resolve,
+        core,
+        actor,
+        chain_id,
+        environment=environment,
+        deployment_id=deployment_id,
+    )
+
+
 async def _run(
     request: Request,
     core: Core,
@@ -72,15 +90,7 @@ async def _run(
     deployment_id: str | None = None,
 ) -> Response:
     async def call() -> Response:
-        actor = await _actor(request, core)
-        target = await run_in_threadpool(
-            inference.resolve,
-            core,
-            actor,
-            chain_id,
-            environment=environment,
-            deployment_id=deployment_id,
-        )
+        target = await _resolve(request, core, chain_id, environment, deployment_id)
         return await _dispatch(request, core, target)
 
     return await _guarded(call)
@@ -109,15 +119,7 @@ async def _wake(
     deployment_id: str | None = None,
 ) -> Response:
     async def call() -> Response:
-        actor = await _actor(request, core)
-        target = await run_in_threadpool(
-            inference.resolve,
-            core,
-            actor,
-            chain_id,
-            environment=environment,
-            deployment_id=deployment_id,
-        )
+        target = await _resolve(request, core, chain_id, environment, deployment_id)
         await run_in_threadpool(inference.wake, core, target.deployment_id)
         return JSONResponse({}, status_code=202)
 

@@ -12,10 +12,10 @@ from chainyard.domain.ids import new_id
 from chainyard.domain.instance_types import NoFittingInstanceType
 from chainyard.domain.resources import parse_memory_mib, parse_millicpu
 from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
-from chainyard.services import audit, instance_types, lookups, promotions, views
+from chainyard.services import instance_types, lookups, promotions, views
 from chainyard.services.builder import ChainletSpec, create_deployment, record_deployed
 from chainyard.services.context import Actor, Core
-from chainyard.services.environments import new_environment, settings_event
+from chainyard.services.environments import add_environment, new_environment
 from chainyard.store.chains import Chain
 from chainyard.store.environments import Environment
 
@@ -132,16 +132,7 @@ def _deploy_once(
                         code="ENVIRONMENT_NOT_FOUND",
                     )
                 env = new_environment(chain, "production")
-                session.add(env)
-                session.flush()
-                audit.record(
-                    session,
-                    actor,
-                    "CHAIN_ENVIRONMENT_CREATED",
-                    settings_event(chain, env),
-                    chain_id=chain.id,
-                    environment_name=env.name,
-                )
+                add_environment(session, actor, chain, env)
             promotions.require_no_promotion(env)
 
         deployment = create_deployment(

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from chainyard.domain.autoscaling import AutoscalingSettings, apply_update
 from chainyard.domain.errors import Conflict, Invalid
@@ -92,6 +93,19 @@ def settings_event(chain: Chain, env: Environment) -> dict[str, Any]:
     }
 
 
+def add_environment(session: Session, actor: Actor, chain: Chain, env: Environment) -> None:
+    session.add(env)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "CHAIN_ENVIRONMENT_CREATED",
+        settings_event(chain, env),
+        chain_id=chain.id,
+        environment_name=env.name,
+    )
+
+
 def create(
     core: Core, actor: Actor, chain_id: str, request: CreateChainEnvironmentRequestV1
 ) -> ChainEnvironmentV1:
@@ -134,16 +148,7 @@ def create(
                     autoscaling=autoscaling.to_dict(),
                 )
             )
-        session.add(env)
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            "CHAIN_ENVIRONMENT_CREATED",
-            settings_event(chain, env),
-            chain_id=chain.id,
-            environment_name=env.name,
-        )
+        add_environment(session, actor, chain, env)
         return views.environment_v1(session, env, core.catalogue)
 
 
