@@ -3,6 +3,8 @@ restart, secrets per chainlet, GPU types that cannot be placed, and waking from 
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import time
 from typing import Any
@@ -23,8 +25,6 @@ def features(live_server: LiveServer) -> dict[str, Any]:
         client.post("/v1/secrets", json={"name": "shout_suffix", "value": "!"}).raise_for_status()
     result = live_server.push(FEATURES, "--promote")
     assert result.returncode == 0, result.stderr[-3000:]
-    import json
-
     ids: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     with live_server.client() as client:
         path = f"/v1/chains/{ids['chain_id']}/deployments/{ids['chain_deployment_id']}"
@@ -150,3 +150,54 @@ def test_wake_and_requests_hold_while_scaling_from_zero(
         assert old.text.endswith("WAKE!;")
         woken = client.post(f"/chains/{chain_id}/deployment/{deployment_id}/wake")
         assert woken.status_code == 202
+
+
+def _replica_pids(server: LiveServer) -> list[int]:
+    pids = []
+    for run_file in (server.data_dir / "run").glob("*.json"):
+        try:
+            pids.append(int(json.loads(run_file.read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    return pids
+
+
+def test_instance_type_becomes_process_limits(
+    live_server: LiveServer, features: dict[str, Any]
+) -> None:
+    # Every features replica runs on 1x2 or 2x8: the address-space cap follows the memory figure
+    # and the CPU affinity follows the vCPU count (capped by this machine's CPUs).
+    caps = {(2048 * 2 + 1024) * 2**20, (8192 * 2 + 1024) * 2**20}
+    machine_cpus = len(os.sched_getaffinity(0))
+    pids = _replica_pids(live_server)
+    assert pids
+    for pid in pids:
+        limits = pathlib.Path(f"/proc/{pid}/limits").read_text()
+        line = next(entry for entry in limits.splitlines() if entry.startswith("Max address space"))
+        assert int(line.split()[3]) in caps
+        assert 1 <= len(os.sched_getaffinity(pid)) <= min(2, machine_cpus)
+
+
+def test_oversubscription_is_allowed_and_logged(
+    live_server: LiveServer, features: dict[str, Any]
+) -> None:
+    chain_id = features["chain_id"]
+    big = "16x64"  # more CPUs than this machine has: it runs anyway, and says so
+    with live_server.client() as client:
+        response = client.post(
+            f"/v1/chains/{chain_id}/environments/production/chainlet_settings/instance_types/update",
+            json={"updates": [{"chainlet_name": "Upper", "instance_type_id": big}]},
+        )
+        assert response.status_code == 200, response.text
+        new_id = response.json()["chain_deployment"]["id"]
+        data_dir = live_server.data_dir / "chainlet-data" / new_id / "Upper"
+        wait_for(data_dir.exists, what="the new deployment's data dir")
+        (data_dir / "healthy").write_text("yes")
+        path = f"/v1/chains/{chain_id}/deployments/{new_id}"
+        deployment = wait_for(
+            lambda: (d := client.get(path).json())["status"] == "ACTIVE" and d,
+            what="the oversubscribed deployment to become ACTIVE",
+        )
+        upper = next(c for c in deployment["chainlets"] if c["name"] == "Upper")
+        logs = client.get(f"{path}/chainlets/{upper['id']}/logs").json()["logs"]
+        assert any("oversubscribed" in line["message"] for line in logs)
