@@ -27,6 +27,9 @@ class ServerConfig:
     sim_fail_build: str | None = None
     sim_fail_deploy: str | None = None
     run_reconciler: bool = True
+    # Seconds between autoscaler decisions (it also samples in-flight requests at this rate).
+    autoscale_interval: float = 0.5
+    run_autoscaler: bool = True
 
     @property
     def gateway_url(self) -> str:

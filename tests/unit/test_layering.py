@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"runtime", "domain", "config", "archives"},
     "reconciler": {"reconciler", "services", "runtime", "domain"},
     "gateway": {"gateway", "services", "runtime", "domain"},
+    "autoscaler": {"autoscaler", "services", "domain"},
     "api": {"api", "services", "schemas", "domain", "archives"},
     # User chains run in replicas with truss_chains; they must not drag the server in.
     "chains": {"chains"},

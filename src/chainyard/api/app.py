@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from chainyard import __version__
 from chainyard.api import errors
 from chainyard.api.routes import api_keys, catalogue, chains, deploy, environments, secrets
+from chainyard.autoscaler.loop import Autoscaler
 from chainyard.config import ServerConfig
 from chainyard.domain.instance_types import load_catalogue
 from chainyard.gateway import routes as gateway_routes
@@ -53,6 +54,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         core, backend, interval=config.reconcile_interval, gateway_url=config.gateway_url
     )
     replica_router = ReplicaRouter(backend)
+    autoscaler = Autoscaler(core, replica_router.demand, interval=config.autoscale_interval)
     core.wake_reconciler = reconciler.wake
 
     @contextlib.asynccontextmanager
@@ -61,12 +63,15 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         await replica_router.start()
         if config.run_reconciler:
             reconciler.start()
+        if config.run_autoscaler:
+            autoscaler.start()
         app.state.ready = True
         log.info("chainyard %s serving (runtime %s)", __version__, backend.name)
         try:
             yield
         finally:
             app.state.ready = False
+            await autoscaler.stop()
             await reconciler.stop()
             await replica_router.close()
             await backend.close()
@@ -82,6 +87,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.runtime = backend
     app.state.reconciler = reconciler
     app.state.router = replica_router
+    app.state.autoscaler = autoscaler
     app.state.ready = False
     app.state.initial_key_file = initial_key_file
     errors.install(app)

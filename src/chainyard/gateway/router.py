@@ -8,7 +8,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 from starlette.requests import Request
@@ -45,6 +45,8 @@ class ReplicaRouter:
         self.runtime = runtime
         self.request_timeout = request_timeout
         self.in_flight: collections.Counter[str] = collections.Counter()
+        # Requests held while a chainlet has no ready replica (waking from zero, starting).
+        self.waiting: collections.Counter[str] = collections.Counter()
         self.requests_total: collections.Counter[str] = collections.Counter()
         self._rr = itertools.count()
         self._session: aiohttp.ClientSession | None = None
@@ -67,17 +69,22 @@ class ReplicaRouter:
             if r.chainlet_id == chainlet_id and r.phase == ReplicaPhase.READY and r.address
         ]
 
-    async def wait_for_replica(
-        self, chainlet_id: str, timeout: float, still_wanted: Callable[[], bool] | None = None
-    ) -> list[str]:
+    def demand(self) -> dict[str, float]:
+        """What the autoscaler scales on: requests running plus requests held, per chainlet."""
+        keys = set(self.in_flight) | set(self.waiting)
+        return {k: float(self.in_flight[k] + self.waiting[k]) for k in keys}
+
+    async def wait_for_replica(self, chainlet_id: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
-        while True:
-            addresses = self.ready_addresses(chainlet_id)
-            if addresses or time.monotonic() >= deadline:
-                return addresses
-            if still_wanted is not None and not still_wanted():
-                return []
-            await asyncio.sleep(0.02)
+        self.waiting[chainlet_id] += 1
+        try:
+            while True:
+                addresses = self.ready_addresses(chainlet_id)
+                if addresses or time.monotonic() >= deadline:
+                    return addresses
+                await asyncio.sleep(0.02)
+        finally:
+            self.waiting[chainlet_id] -= 1
 
     async def forward(self, request: Request, chainlet_id: str, addresses: list[str]) -> Response:
         assert self._session is not None

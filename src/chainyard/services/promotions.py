@@ -42,6 +42,7 @@ def begin(
 ) -> None:
     require_no_promotion(env)
     env.candidate_deployment_id = deployment.id
+    deployment.retired = False
     env.promotion_scale_down_previous = scale_down_previous
     env.last_promotion_error = None
     status = DeploymentStatus(deployment.status)
@@ -128,6 +129,8 @@ def fail(env: Environment, deployment: ChainDeployment) -> None:
 def cleanup(
     session: Session, actor: Actor, chain: Chain, previous: ChainDeployment, strategy: str
 ) -> None:
+    if strategy != "KEEP":
+        previous.retired = True
     if strategy == "SCALE_TO_ZERO":
         for chainlet in previous.chainlets:
             chainlet.desired_replicas = 0

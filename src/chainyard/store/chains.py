@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainyard.store.base import Base, UTCDateTime, utcnow
@@ -48,6 +58,9 @@ class ChainDeployment(Base):
     source_file: Mapped[str | None] = mapped_column(String(500))
     # The deployment this one was copied from (instance-type update, promotion redeploy).
     source_deployment_id: Mapped[str | None] = mapped_column(String(16))
+    # Replaced in its environment by a promotion: the autoscaler lets it go to zero when idle,
+    # whatever its min_replica says.
+    retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     chainlets: Mapped[list[Chainlet]] = relationship(
         back_populates="deployment",
@@ -83,5 +96,7 @@ class Chainlet(Base):
     desired_replicas: Mapped[int] = mapped_column(Integer, default=0)
     ready_replicas: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The autoscaling policy's memory (domain.autoscaling_policy.PolicyState), kept across restarts.
+    autoscaler_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     deployment: Mapped[ChainDeployment] = relationship(back_populates="chainlets")

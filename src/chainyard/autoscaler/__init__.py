@@ -1,0 +1,2 @@
+"""Turns the gateway's in-flight counts into replica counts, with the pure policy of
+`domain.autoscaling_policy`."""

@@ -1,0 +1,80 @@
+"""The autoscaler's side of the store: which chainlets it manages, and writing its decisions."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from chainyard.domain.statuses import DeploymentStatus
+from chainyard.services.context import Core
+from chainyard.store.chains import ChainDeployment, Chainlet
+
+# Chainlets whose replica count belongs to the autoscaler; deploying or failed ones do not.
+_MANAGED = [
+    s.value
+    for s in (
+        DeploymentStatus.ACTIVE,
+        DeploymentStatus.SCALED_TO_ZERO,
+        DeploymentStatus.WAKING_UP,
+        DeploymentStatus.UNHEALTHY,
+        DeploymentStatus.UPDATING,
+    )
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Managed:
+    chainlet_id: str
+    desired_replicas: int
+    autoscaling: dict[str, Any]
+    state: dict[str, Any] | None
+    retired: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleDecision:
+    chainlet_id: str
+    expected_replicas: int
+    replicas: int
+    state: dict[str, Any]
+
+
+def managed(core: Core, with_traffic: set[str]) -> list[Managed]:
+    """Chainlets that run replicas or have requests: a chainlet at zero without traffic has
+    nothing to decide (its floor was applied when its settings changed)."""
+    with core.db.read() as session:
+        rows = session.execute(
+            select(
+                Chainlet.id,
+                Chainlet.desired_replicas,
+                Chainlet.autoscaling,
+                Chainlet.autoscaler_state,
+                ChainDeployment.retired,
+            )
+            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+            .where(
+                ChainDeployment.desired_state == "ACTIVE",
+                Chainlet.status.in_(_MANAGED),
+                or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic))),
+            )
+        ).all()
+    return [Managed(r[0], r[1], dict(r[2] or {}), r[3], bool(r[4])) for r in rows]
+
+
+def apply(core: Core, decisions: list[ScaleDecision]) -> list[ScaleDecision]:
+    """Writes decisions whose chainlet still wants what the autoscaler saw (the API or the
+    reconciler may have changed it meanwhile); returns those written."""
+    if not decisions:
+        return []
+    written = []
+    with core.db.write() as session:
+        for decision in decisions:
+            chainlet = session.get(Chainlet, decision.chainlet_id)
+            if chainlet is None or chainlet.desired_replicas != decision.expected_replicas:
+                continue
+            chainlet.desired_replicas = decision.replicas
+            chainlet.autoscaler_state = decision.state
+            written.append(decision)
+    return written
