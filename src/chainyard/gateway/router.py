@@ -8,7 +8,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from starlette.requests import Request
@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 
+MAX_CONNECT_ATTEMPTS = 4
 # Headers that truss's stubs and request context read and pass along.
 _FORWARDED = ("x-baseten-request-id", "x-baseten-chain-request-id", "traceparent", "accept")
 
@@ -86,7 +87,15 @@ class ReplicaRouter:
         finally:
             self.waiting[chainlet_id] -= 1
 
-    async def forward(self, request: Request, chainlet_id: str, addresses: list[str]) -> Response:
+    async def forward(
+        self,
+        request: Request,
+        chainlet_id: str,
+        addresses: list[str],
+        replacement: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> Response:
+        """Sends the request to one of `addresses`. When a replica refuses the connection, tries
+        another; with none left, `replacement` may wait for a new one (it wakes the chainlet)."""
         assert self._session is not None
         address = addresses[next(self._rr) % len(addresses)]
         request_id = request.headers.get("x-baseten-request-id") or uuid.uuid4().hex
@@ -104,18 +113,34 @@ class ReplicaRouter:
                 released = True
                 self.in_flight[chainlet_id] -= 1
 
-        try:
-            upstream = await self._session.post(
-                f"{address}/v1/models/model:predict", data=body, headers=headers
-            )
-        except TimeoutError:
-            release()
-            return inference_error(504, "the chainlet did not answer in time", "timeout")
-        except aiohttp.ClientError as exc:
-            release()
-            return inference_error(
-                502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
-            )
+        tried: set[str] = set()
+        while True:
+            tried.add(address)
+            try:
+                upstream = await self._session.post(
+                    f"{address}/v1/models/model:predict", data=body, headers=headers
+                )
+                break
+            except TimeoutError:
+                release()
+                return inference_error(504, "the chainlet did not answer in time", "timeout")
+            except aiohttp.ClientConnectorError as exc:
+                # Nothing was delivered (the replica was stopping or just died): another replica,
+                # or one that comes up, can take the request safely.
+                others = [a for a in self.ready_addresses(chainlet_id) if a not in tried]
+                if not others and len(tried) < MAX_CONNECT_ATTEMPTS and replacement is not None:
+                    others = [a for a in await replacement() if a not in tried]
+                if not others or len(tried) >= MAX_CONNECT_ATTEMPTS:
+                    release()
+                    return inference_error(
+                        502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
+                    )
+                address = others[0]
+            except aiohttp.ClientError as exc:
+                release()
+                return inference_error(
+                    502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
+                )
         out_headers = {"X-BASETEN-REQUEST-ID": request_id}
         content_type = upstream.headers.get("content-type", "application/json")
         if content_type.startswith("application/octet-stream"):

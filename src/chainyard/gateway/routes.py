@@ -98,16 +98,18 @@ async def _run(
 
 async def _dispatch(request: Request, core: Core, target: inference.Target) -> Response:
     replicas = _router(request)
-    addresses = replicas.ready_addresses(target.chainlet_id)
-    if not addresses:
+
+    async def woken() -> list[str]:
         # Scaled to zero (or still starting): hold the request while a replica comes up.
         await run_in_threadpool(inference.wake, core, target.deployment_id)
-        addresses = await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
-        if not addresses:
-            return inference_error(
-                503, "no replica of the chain became ready in time", "model_not_ready"
-            )
-    return await replicas.forward(request, target.chainlet_id, addresses)
+        return await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
+
+    addresses = replicas.ready_addresses(target.chainlet_id) or await woken()
+    if not addresses:
+        return inference_error(
+            503, "no replica of the chain became ready in time", "model_not_ready"
+        )
+    return await replicas.forward(request, target.chainlet_id, addresses, woken)
 
 
 async def _wake(
