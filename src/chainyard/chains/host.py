@@ -147,7 +147,11 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
         f"replica {command['replica_id']} of {command['chainlet']} listening on 127.0.0.1:{port}",
         flush=True,
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # Keep-alive longer than the gateway's pool keeps idle connections (30 s), so the gateway never
+    # sends on a connection the replica is closing.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=75
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -17,15 +17,34 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 
 MAX_CONNECT_ATTEMPTS = 4
+# Requests one chainlet may hold waiting for a free replica slot; past it the gateway answers 429.
+DEFAULT_QUEUE_LIMIT = 256
+
+
+class QueueFull(Exception):
+    pass
+
+
 # Headers that truss's stubs and request context read and pass along.
 _FORWARDED = ("x-baseten-request-id", "x-baseten-chain-request-id", "traceparent", "accept")
 
 
-def inference_error(status: int, message: str, code: str, detail: str | None = None) -> Response:
-    body: dict[str, str] = {"error": message, "error_code": code}
+def inference_error(
+    status: int,
+    message: str,
+    code: str,
+    detail: str | None = None,
+    *,
+    retry_after: int | None = None,
+) -> Response:
+    body: dict[str, object] = {"error": message, "error_code": code}
     if detail:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+    headers = {}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _with_error_code(body: bytes, status: int) -> bytes:
@@ -42,9 +61,18 @@ def _with_error_code(body: bytes, status: int) -> bytes:
 
 
 class ReplicaRouter:
-    def __init__(self, runtime: RuntimeBackend, *, request_timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        runtime: RuntimeBackend,
+        *,
+        request_timeout: float = 600.0,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+    ) -> None:
         self.runtime = runtime
         self.request_timeout = request_timeout
+        self.queue_limit = queue_limit
+        # Requests running on each replica address, to keep within predict_concurrency.
+        self.load: collections.Counter[str] = collections.Counter()
         self.in_flight: collections.Counter[str] = collections.Counter()
         # Requests held while a chainlet has no ready replica (waking from zero, starting).
         self.waiting: collections.Counter[str] = collections.Counter()
@@ -87,17 +115,54 @@ class ReplicaRouter:
         finally:
             self.waiting[chainlet_id] -= 1
 
+    async def acquire(self, chainlet_id: str, addresses: list[str], limit: int) -> str:
+        """A replica with a free slot (fewer than `limit` requests running), least loaded first;
+        waits in a bounded queue while every replica is busy. Raises QueueFull past the bound."""
+        queued = False
+        try:
+            while True:
+                current = self.ready_addresses(chainlet_id) or addresses
+                free = [a for a in current if self.load[a] < limit]
+                if free:
+                    start = next(self._rr)
+                    address = min(
+                        (free[(start + i) % len(free)] for i in range(len(free))),
+                        key=lambda a: self.load[a],
+                    )
+                    self.load[address] += 1
+                    return address
+                if not queued:
+                    if self.waiting[chainlet_id] >= self.queue_limit:
+                        raise QueueFull(chainlet_id)
+                    self.waiting[chainlet_id] += 1
+                    queued = True
+                await asyncio.sleep(0.005)
+        finally:
+            if queued:
+                self.waiting[chainlet_id] -= 1
+
     async def forward(
         self,
         request: Request,
         chainlet_id: str,
         addresses: list[str],
         replacement: Callable[[], Awaitable[list[str]]] | None = None,
+        *,
+        limit: int = 1,
     ) -> Response:
-        """Sends the request to one of `addresses`. When a replica refuses the connection, tries
-        another; with none left, `replacement` may wait for a new one (it wakes the chainlet)."""
+        """Sends the request to one of `addresses`, at most `limit` at a time per replica. When a
+        replica refuses the connection, tries another; with none left, `replacement` may wait
+        for a new one (it wakes the chainlet)."""
         assert self._session is not None
-        address = addresses[next(self._rr) % len(addresses)]
+        try:
+            address = await self.acquire(chainlet_id, addresses, limit)
+        except QueueFull:
+            return inference_error(
+                429,
+                f"all replicas are busy and {self.queue_limit} requests already wait",
+                "rate_limited",
+                retry_after=1,
+            )
         request_id = request.headers.get("x-baseten-request-id") or uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
         headers["x-baseten-request-id"] = request_id
@@ -112,6 +177,7 @@ class ReplicaRouter:
             if not released:
                 released = True
                 self.in_flight[chainlet_id] -= 1
+                self.load[address] -= 1
 
         tried: set[str] = set()
         while True:
@@ -135,7 +201,9 @@ class ReplicaRouter:
                     return inference_error(
                         502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
                     )
+                self.load[address] -= 1
                 address = others[0]
+                self.load[address] += 1
             except aiohttp.ClientError as exc:
                 release()
                 return inference_error(

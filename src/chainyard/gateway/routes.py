@@ -109,7 +109,9 @@ async def _dispatch(request: Request, core: Core, target: inference.Target) -> R
         return inference_error(
             503, "no replica of the chain became ready in time", "model_not_ready"
         )
-    return await replicas.forward(request, target.chainlet_id, addresses, woken)
+    return await replicas.forward(
+        request, target.chainlet_id, addresses, woken, limit=target.predict_concurrency
+    )
 
 
 async def _wake(
