@@ -43,6 +43,7 @@ def begin(
     require_no_promotion(env)
     env.candidate_deployment_id = deployment.id
     deployment.retired = False
+    _size_like_current(session, env, deployment)
     env.promotion_scale_down_previous = scale_down_previous
     env.last_promotion_error = None
     status = DeploymentStatus(deployment.status)
@@ -58,6 +59,22 @@ def begin(
     elif status == DeploymentStatus.INACTIVE:
         activate(deployment)
     session.flush()
+
+
+def _size_like_current(session: Session, env: Environment, candidate: ChainDeployment) -> None:
+    """The candidate comes up with as many replicas per chainlet as the environment runs now
+    (not just its minimum), so that the switch does not leave the traffic on too few."""
+    if env.current_deployment_id is None or env.current_deployment_id == candidate.id:
+        return
+    current = session.get(ChainDeployment, env.current_deployment_id)
+    if current is None:
+        return
+    serving = {c.name: c.desired_replicas for c in current.chainlets}
+    for chainlet in candidate.chainlets:
+        wanted = serving.get(chainlet.name, 0)
+        ceiling = AutoscalingSettings.from_dict(chainlet.autoscaling).max_replica
+        if wanted > chainlet.desired_replicas:
+            chainlet.desired_replicas = min(wanted, ceiling)
 
 
 def activate(deployment: ChainDeployment) -> None:
