@@ -124,3 +124,24 @@ def test_the_burst_brought_up_more_than_one_replica(
         logs = client.get(path, params={"limit": 1000}).json()["logs"]
     replicas = {line["replica"] for line in logs if "listening on" in line["message"]}
     assert len(replicas) > 2  # the first replica, at least one more for the burst, the wake
+
+
+def test_metrics_describe_the_traffic_and_the_scaling(
+    live_server: LiveServer, slow: dict[str, str]
+) -> None:
+    info = chainlet(live_server, slow)
+    with live_server.client() as client:
+        text = client.get("/metrics").text
+    label = f'chainlet_id="{info["id"]}"'
+
+    def value(prefix: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith(prefix) and label in line]
+        assert lines, f"no {prefix} for {label}"
+        return float(lines[0].rsplit(" ", 1)[1])
+
+    assert value("chainyard_requests_total") >= 65
+    assert value("chainyard_request_duration_seconds_count") >= 65
+    assert value("chainyard_cold_start_seconds_count") >= 2
+    assert value("chainyard_replicas_ready") >= 1
+    assert "chainyard_autoscaler_decisions_total" in text
+    assert "chainyard_reconciler_tick_seconds_count" in text

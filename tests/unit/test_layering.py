@@ -17,6 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"store", "domain"},
     "services": {"services", "domain", "schemas", "store"},
     "runtime": {"runtime", "domain", "config", "archives"},
+    # api/app.py (the composition root) also wires chainyard.metrics.
     "reconciler": {"reconciler", "services", "runtime", "domain"},
     "gateway": {"gateway", "services", "runtime", "domain"},
     "autoscaler": {"autoscaler", "services", "domain"},

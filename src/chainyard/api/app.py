@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from chainyard import __version__
 from chainyard.api import errors
-from chainyard.api.routes import api_keys, catalogue, chains, deploy, environments, secrets
+from chainyard.api.routes import (
+    api_keys,
+    catalogue,
+    chains,
+    deploy,
+    environments,
+    observability,
+    secrets,
+)
 from chainyard.autoscaler.loop import Autoscaler
 from chainyard.config import ServerConfig
 from chainyard.domain.instance_types import load_catalogue
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway.router import ReplicaRouter
+from chainyard.metrics import Metrics, counter, gauge
 from chainyard.reconciler.loop import Reconciler
-from chainyard.runtime.base import RuntimeBackend
+from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 from chainyard.runtime.factory import make_runtime
 from chainyard.services import api_keys as api_key_service
 from chainyard.services.context import Core
@@ -41,6 +52,68 @@ def build_core(config: ServerConfig) -> Core:
     )
 
 
+def _metrics(
+    backend: RuntimeBackend,
+    replica_router: ReplicaRouter,
+    reconciler: Reconciler,
+    autoscaler: Autoscaler,
+) -> Metrics:
+    metrics = Metrics()
+    replica_router.observe_latency = lambda chainlet, seconds: metrics.request_seconds.labels(
+        chainlet
+    ).observe(seconds)
+    reconciler.on_tick = metrics.reconciler_tick_seconds.observe
+    if hasattr(backend, "on_ready"):
+        backend.on_ready = lambda chainlet, seconds: metrics.cold_start_seconds.labels(
+            chainlet
+        ).observe(seconds)
+
+    def live() -> Iterable[Any]:
+        ready: Counter[str] = Counter(
+            r.chainlet_id for r in backend.replicas() if r.phase == ReplicaPhase.READY
+        )
+        yield gauge(
+            "chainyard_in_flight_requests",
+            "Requests running on a chainlet's replicas",
+            "chainlet_id",
+            replica_router.in_flight,
+        )
+        yield gauge(
+            "chainyard_queued_requests",
+            "Requests held at the gateway for a free or new replica",
+            "chainlet_id",
+            replica_router.waiting,
+        )
+        yield gauge("chainyard_replicas_ready", "Ready replicas", "chainlet_id", ready)
+        yield gauge(
+            "chainyard_replicas_desired",
+            "Replicas the autoscaler wants",
+            "chainlet_id",
+            autoscaler.desired,
+        )
+        yield counter(
+            "chainyard_requests",
+            "Requests forwarded to a chainlet",
+            ["chainlet_id"],
+            {(k,): v for k, v in replica_router.requests_total.items()},
+        )
+        yield counter(
+            "chainyard_request_errors",
+            "Error answers, by class",
+            ["chainlet_id", "class"],
+            {k: float(v) for k, v in replica_router.errors_total.items()},
+        )
+        yield counter(
+            "chainyard_autoscaler_decisions",
+            "Replica count changes made by the autoscaler, by reason",
+            ["reason"],
+            {(k,): v for k, v in autoscaler.decisions.items()},
+        )
+
+    metrics.add_source(live)
+    return metrics
+
+
 def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
     # Fail at construction, not at the first request, on a bad catalogue file or database URL.
     core = build_core(config)
@@ -55,6 +128,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     )
     replica_router = ReplicaRouter(backend)
     autoscaler = Autoscaler(core, replica_router.demand, interval=config.autoscale_interval)
+    metrics = _metrics(backend, replica_router, reconciler, autoscaler)
     core.wake_reconciler = reconciler.wake
 
     @contextlib.asynccontextmanager
@@ -88,12 +162,14 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.reconciler = reconciler
     app.state.router = replica_router
     app.state.autoscaler = autoscaler
+    app.state.metrics = metrics
     app.state.ready = False
     app.state.initial_key_file = initial_key_file
     errors.install(app)
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
     app.include_router(gateway_routes.router)
+    app.include_router(observability.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -62,6 +62,8 @@ class Autoscaler:
         self.clock = clock
         self.samples = TrafficSamples()
         self.decisions: collections.Counter[str] = collections.Counter()
+        # Replica counts the autoscaler last saw or set, per chainlet (for metrics).
+        self.desired: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -92,6 +94,7 @@ class Autoscaler:
         self.samples.record(now, demand, ids)
         self.samples.forget(set(ids) | set(demand))
         decisions = []
+        self.desired = {c.chainlet_id: c.desired_replicas for c in chainlets}
         for chainlet in chainlets:
             settings = AutoscalingSettings.from_dict(chainlet.autoscaling)
             traffic = Traffic(
@@ -122,6 +125,7 @@ class Autoscaler:
                 )
                 if decision.replicas != chainlet.desired_replicas:
                     self.decisions[decision.reason] += 1
+                    self.desired[chainlet.chainlet_id] = decision.replicas
                     log.info(
                         "chainlet %s: %d -> %d replicas (%s)",
                         chainlet.chainlet_id,

@@ -77,6 +77,9 @@ class ReplicaRouter:
         # Requests held while a chainlet has no ready replica (waking from zero, starting).
         self.waiting: collections.Counter[str] = collections.Counter()
         self.requests_total: collections.Counter[str] = collections.Counter()
+        # (chainlet id, "4xx" / "5xx") -> count of error answers.
+        self.errors_total: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.observe_latency: Callable[[str, float], None] = lambda _chainlet, _seconds: None
         self._rr = itertools.count()
         self._session: aiohttp.ClientSession | None = None
 
@@ -142,6 +145,23 @@ class ReplicaRouter:
                 self.waiting[chainlet_id] -= 1
 
     async def forward(
+        self,
+        request: Request,
+        chainlet_id: str,
+        addresses: list[str],
+        replacement: Callable[[], Awaitable[list[str]]] | None = None,
+        *,
+        limit: int = 1,
+    ) -> Response:
+        started = time.perf_counter()
+        response = await self._forward(request, chainlet_id, addresses, replacement, limit=limit)
+        if response.status_code >= 400:
+            self.errors_total[(chainlet_id, f"{response.status_code // 100}xx")] += 1
+        if not isinstance(response, StreamingResponse):
+            self.observe_latency(chainlet_id, time.perf_counter() - started)
+        return response
+
+    async def _forward(
         self,
         request: Request,
         chainlet_id: str,

@@ -13,6 +13,7 @@ import logging
 import pathlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from chainyard.domain.ids import new_replica_id
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
@@ -59,6 +60,7 @@ class Reconciler:
         self._retry_at: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self.on_tick: Callable[[float], None] = lambda _seconds: None
         self.last_tick_seconds = 0.0
 
     def wake(self) -> None:
@@ -92,6 +94,7 @@ class Reconciler:
             except Exception:
                 log.exception("reconciler tick failed; retrying next tick")
             self.last_tick_seconds = time.perf_counter() - started
+            self.on_tick(self.last_tick_seconds)
             self.ticks += 1
             if self.last_tick_seconds > max(1.0, self.interval):
                 log.warning("slow reconciler tick: %.2fs", self.last_tick_seconds)

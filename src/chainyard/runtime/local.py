@@ -17,6 +17,7 @@ import os
 import pathlib
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -82,6 +83,8 @@ class LocalRuntime(RuntimeBackend):
         self._watcher: asyncio.Task[None] | None = None
         self._cpu_cursor = 0
         self._log_offsets: dict[str, int] = {}
+        # Called with (chainlet id, seconds from start_replica to the first passed health check).
+        self.on_ready: Callable[[str, float], None] = lambda _chainlet, _seconds: None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -422,6 +425,7 @@ class LocalRuntime(RuntimeBackend):
         if healthy:
             if replica.phase == ReplicaPhase.STARTING:
                 replica.phase = ReplicaPhase.READY
+                self.on_ready(replica.spec.chainlet_id, time.monotonic() - replica.started)
             replica.ready_at = time.monotonic()
         elif replica.phase == ReplicaPhase.READY:
             if replica.pid is not None and not _running(replica.pid):
