@@ -96,6 +96,10 @@ class Autoscaler:
         decisions = []
         self.desired = {c.chainlet_id: c.desired_replicas for c in chainlets}
         for chainlet in chainlets:
+            if chainlet.retired and chainlet.desired_replicas == 0:
+                # Replaced by a promotion: the requests it still finishes must not scale it back
+                # up. A request sent to it directly wakes it (the gateway), and then it is scaled.
+                continue
             settings = AutoscalingSettings.from_dict(chainlet.autoscaling)
             traffic = Traffic(
                 window_average=self.samples.average(

@@ -8,7 +8,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from starlette.requests import Request
@@ -23,6 +23,11 @@ DEFAULT_QUEUE_LIMIT = 256
 
 class QueueFull(Exception):
     pass
+
+
+class ReplicasGone(Exception):
+    """Every replica tried refused the connection and none is left: nothing was delivered, so the
+    caller may send the request elsewhere (the environment may have moved on)."""
 
 
 # Headers that truss's stubs and request context read and pass along.
@@ -149,12 +154,11 @@ class ReplicaRouter:
         request: Request,
         chainlet_id: str,
         addresses: list[str],
-        replacement: Callable[[], Awaitable[list[str]]] | None = None,
         *,
         limit: int = 1,
     ) -> Response:
         started = time.perf_counter()
-        response = await self._forward(request, chainlet_id, addresses, replacement, limit=limit)
+        response = await self._forward(request, chainlet_id, addresses, limit=limit)
         if response.status_code >= 400:
             self.errors_total[(chainlet_id, f"{response.status_code // 100}xx")] += 1
         if not isinstance(response, StreamingResponse):
@@ -166,13 +170,11 @@ class ReplicaRouter:
         request: Request,
         chainlet_id: str,
         addresses: list[str],
-        replacement: Callable[[], Awaitable[list[str]]] | None = None,
         *,
         limit: int = 1,
     ) -> Response:
         """Sends the request to one of `addresses`, at most `limit` at a time per replica. When a
-        replica refuses the connection, tries another; with none left, `replacement` may wait
-        for a new one (it wakes the chainlet)."""
+        replica refuses the connection, tries another; with none left, raises ReplicasGone."""
         assert self._session is not None
         try:
             address = await self.acquire(chainlet_id, addresses, limit)
@@ -210,13 +212,15 @@ class ReplicaRouter:
             except TimeoutError:
                 release()
                 return inference_error(504, "the chainlet did not answer in time", "timeout")
-            except aiohttp.ClientConnectorError as exc:
-                # Nothing was delivered (the replica was stopping or just died): another replica,
-                # or one that comes up, can take the request safely.
+            except aiohttp.ClientOSError as exc:
+                # Refused, or the pooled connection was closed under us while sending (a replica
+                # shutting down closes its idle connections): the request was not delivered, so
+                # another replica can take it safely.
                 others = [a for a in self.ready_addresses(chainlet_id) if a not in tried]
-                if not others and len(tried) < MAX_CONNECT_ATTEMPTS and replacement is not None:
-                    others = [a for a in await replacement() if a not in tried]
-                if not others or len(tried) >= MAX_CONNECT_ATTEMPTS:
+                if not others and len(tried) < MAX_CONNECT_ATTEMPTS:
+                    release()
+                    raise ReplicasGone(chainlet_id) from exc
+                if not others:
                     release()
                     return inference_error(
                         502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from chainyard.domain.errors import ChainyardError, Forbidden, NotFound, Unauthorized
-from chainyard.gateway.router import ReplicaRouter, inference_error
+from chainyard.gateway.router import ReplicaRouter, ReplicasGone, inference_error
 from chainyard.services import api_keys, inference
 from chainyard.services.context import Actor, Core
 
@@ -89,29 +89,43 @@ async def _run(
     environment: str | None = None,
     deployment_id: str | None = None,
 ) -> Response:
+    async def resolve() -> inference.Target:
+        return await _resolve(request, core, chain_id, environment, deployment_id)
+
     async def call() -> Response:
-        target = await _resolve(request, core, chain_id, environment, deployment_id)
-        return await _dispatch(request, core, target)
+        return await _dispatch(request, core, await resolve(), resolve)
 
     return await _guarded(call)
 
 
-async def _dispatch(request: Request, core: Core, target: inference.Target) -> Response:
+async def _dispatch(
+    request: Request,
+    core: Core,
+    target: inference.Target,
+    resolve: Callable[[], Awaitable[inference.Target]] | None = None,
+) -> Response:
+    """Forwards to a ready replica of `target`'s chainlet. With none ready, first looks again
+    where the request should go (a promotion may have just moved the environment), then wakes
+    the deployment and holds the request until a replica is ready."""
     replicas = _router(request)
-
-    async def woken() -> list[str]:
-        # Scaled to zero (or still starting): hold the request while a replica comes up.
-        await run_in_threadpool(inference.wake, core, target.deployment_id)
-        return await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
-
-    addresses = replicas.ready_addresses(target.chainlet_id) or await woken()
-    if not addresses:
-        return inference_error(
-            503, "no replica of the chain became ready in time", "model_not_ready"
-        )
-    return await replicas.forward(
-        request, target.chainlet_id, addresses, woken, limit=target.predict_concurrency
-    )
+    for attempt in range(2):
+        if resolve is not None and (attempt or not replicas.ready_addresses(target.chainlet_id)):
+            target = await resolve()
+        addresses = replicas.ready_addresses(target.chainlet_id)
+        if not addresses:
+            await run_in_threadpool(inference.wake, core, target.deployment_id)
+            addresses = await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
+        if not addresses:
+            return inference_error(
+                503, "no replica of the chain became ready in time", "model_not_ready"
+            )
+        try:
+            return await replicas.forward(
+                request, target.chainlet_id, addresses, limit=target.predict_concurrency
+            )
+        except ReplicasGone:
+            continue
+    return inference_error(503, "the chain's replicas went away; retry", "model_unavailable")
 
 
 async def _wake(

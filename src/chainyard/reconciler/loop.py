@@ -60,6 +60,7 @@ class Reconciler:
         self._retry_at: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self._busy_callees: set[tuple[str, str]] = set()
         self.on_tick: Callable[[float], None] = lambda _seconds: None
         self.last_tick_seconds = 0.0
 
@@ -115,6 +116,14 @@ class Reconciler:
             if chainlet_id not in wanted:
                 for replica in replicas:
                     await self._stop(replica.replica_id)
+        # Callers still running hold on to their dependencies: a chainlet going to zero keeps its
+        # replicas until no chainlet that calls it has any, so in-flight requests can finish.
+        self._busy_callees = {
+            (w.deployment_id, dep)
+            for w in work
+            if any(r.phase != ReplicaPhase.STOPPING for r in observed.get(w.chainlet_id, []))
+            for dep in w.dependencies
+        }
         updates: list[ChainletUpdate] = []
         for item in work:
             try:
@@ -217,6 +226,8 @@ class Reconciler:
             for _ in range(missing):
                 await self.runtime.start_replica(await self._replica_spec(w))
         elif missing < 0:
+            if w.desired_replicas == 0 and (w.deployment_id, w.name) in self._busy_callees:
+                return
             # Stop the least useful first: replicas still starting, then the newest ready ones.
             order = sorted(live, key=lambda r: r.phase == ReplicaPhase.READY)
             for r in order[:-missing]:
