@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from chainyard.services.context import Core
 log = logging.getLogger("chainyard.autoscaler")
 
 MAX_WINDOW = 3600.0
+FULL_PASS_EVERY = 10
 
 
 class TrafficSamples:
@@ -26,7 +28,9 @@ class TrafficSamples:
         self._samples: dict[str, collections.deque[tuple[float, float]]] = {}
 
     def record(self, now: float, counts: Mapping[str, float], chainlets: list[str]) -> None:
-        for chainlet_id in set(chainlets) | set(counts):
+        # Chainlets already tracked get a sample every time (zero when idle), so that averages
+        # stay true between the passes that look at idle chainlets.
+        for chainlet_id in set(chainlets) | set(counts) | set(self._samples):
             samples = self._samples.setdefault(chainlet_id, collections.deque())
             samples.append((now, float(counts.get(chainlet_id, 0))))
             while samples and samples[0][0] < now - MAX_WINDOW:
@@ -65,6 +69,7 @@ class Autoscaler:
         # Replica counts the autoscaler last saw or set, per chainlet (for metrics).
         self.desired: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._ticks = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chainyard-autoscaler")
@@ -89,12 +94,19 @@ class Autoscaler:
         now = self.clock()
         demand = self.in_flight()
         busy = {chainlet_id for chainlet_id, n in demand.items() if n > 0}
-        chainlets = await asyncio.to_thread(autoscaling.managed, self.core, busy)
+        # Idle chainlets only wait out their scale-down delay: they are looked at every
+        # FULL_PASS_EVERY ticks, busy ones every tick.
+        full = self._ticks % FULL_PASS_EVERY == 0
+        self._ticks += 1
+        chainlets = await asyncio.to_thread(
+            functools.partial(autoscaling.managed, self.core, busy, idle_too=full)
+        )
         ids = [c.chainlet_id for c in chainlets]
         self.samples.record(now, demand, ids)
-        self.samples.forget(set(ids) | set(demand))
+        if full:
+            self.samples.forget(set(ids) | set(demand))
         decisions = []
-        self.desired = {c.chainlet_id: c.desired_replicas for c in chainlets}
+        self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})
         for chainlet in chainlets:
             if chainlet.retired and chainlet.desired_replicas == 0:
                 # Replaced by a promotion: the requests it still finishes must not scale it back

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import pathlib
 import time
@@ -32,6 +33,8 @@ from chainyard.services.observations import ChainletUpdate, ChainletWork
 log = logging.getLogger("chainyard.reconciler")
 
 S = DeploymentStatus
+# Every this many ticks the reconciler looks at every chainlet that runs, not only changed ones.
+FULL_SCAN_EVERY = 10
 # Replica start attempts before a deploying chainlet is DEPLOY_FAILED.
 MAX_START_ATTEMPTS = 3
 # Statuses that become ACTIVE once every desired replica is ready.
@@ -61,6 +64,10 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self._busy_callees: set[tuple[str, str]] = set()
+        # What each chainlet looked like when last scanned: (deployment id, dependencies), and
+        # its ready replica count, to notice replicas that changed between full scans.
+        self._shape: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._ready_seen: dict[str, int] = {}
         self.on_tick: Callable[[float], None] = lambda _seconds: None
         self.last_tick_seconds = 0.0
 
@@ -107,22 +114,40 @@ class Reconciler:
                     await self._wake.wait()
 
     async def tick(self) -> None:
-        work = await asyncio.to_thread(observations.load_work, self.core)
         observed: dict[str, list[ReplicaState]] = defaultdict(list)
         for replica in self.runtime.replicas():
             observed[replica.chainlet_id].append(replica)
+        # A full scan now and then; in between only chainlets whose stored state is not at rest,
+        # and those whose replicas look different from what the store was last told.
+        full = self.ticks % FULL_SCAN_EVERY == 0
+        suspicious = {
+            chainlet_id
+            for chainlet_id, replicas in observed.items()
+            if any(r.phase != ReplicaPhase.READY for r in replicas)
+            or len(replicas) != self._ready_seen.get(chainlet_id, -1)
+        }
+        work = await asyncio.to_thread(
+            functools.partial(observations.load_work, self.core, settled_too=full, also=suspicious)
+        )
         wanted = {w.chainlet_id for w in work}
-        for chainlet_id, replicas in observed.items():
-            if chainlet_id not in wanted:
-                for replica in replicas:
-                    await self._stop(replica.replica_id)
+        for w in work:
+            self._shape[w.chainlet_id] = (w.deployment_id, w.dependencies)
+        unknown = set(observed) - wanted
+        if unknown and not full:
+            unknown -= await asyncio.to_thread(observations.existing_chainlets, self.core, unknown)
+        for chainlet_id in unknown:
+            self._shape.pop(chainlet_id, None)
+            self._ready_seen.pop(chainlet_id, None)
+            for replica in observed[chainlet_id]:
+                await self._stop(replica.replica_id)
         # Callers still running hold on to their dependencies: a chainlet going to zero keeps its
         # replicas until no chainlet that calls it has any, so in-flight requests can finish.
         self._busy_callees = {
-            (w.deployment_id, dep)
-            for w in work
-            if any(r.phase != ReplicaPhase.STOPPING for r in observed.get(w.chainlet_id, []))
-            for dep in w.dependencies
+            (shape[0], dep)
+            for chainlet_id, replicas in observed.items()
+            if (shape := self._shape.get(chainlet_id))
+            and any(r.phase != ReplicaPhase.STOPPING for r in replicas)
+            for dep in shape[1]
         }
         updates: list[ChainletUpdate] = []
         for item in work:
@@ -214,6 +239,7 @@ class Reconciler:
     def _finish(
         self, update: ChainletUpdate, w: ChainletWork, *, ready: int
     ) -> ChainletUpdate | None:
+        self._ready_seen[w.chainlet_id] = ready
         if ready != w.ready_replicas:
             update.ready_replicas = ready
         if update.events or update.ready_replicas is not None or update.log_lines:

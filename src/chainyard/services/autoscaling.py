@@ -24,6 +24,9 @@ _MANAGED = [
 ]
 
 
+_BATCH = 200
+
+
 @dataclasses.dataclass(frozen=True)
 class Managed:
     chainlet_id: str
@@ -41,9 +44,10 @@ class ScaleDecision:
     state: dict[str, Any]
 
 
-def managed(core: Core, with_traffic: set[str]) -> list[Managed]:
+def managed(core: Core, with_traffic: set[str], *, idle_too: bool = True) -> list[Managed]:
     """Chainlets that run replicas or have requests: a chainlet at zero without traffic has
-    nothing to decide (its floor was applied when its settings changed)."""
+    nothing to decide (its floor was applied when its settings changed). Without `idle_too`,
+    only those with traffic (the frequent pass; idle ones only ever wait to scale down)."""
     with core.db.read() as session:
         rows = session.execute(
             select(
@@ -57,7 +61,9 @@ def managed(core: Core, with_traffic: set[str]) -> list[Managed]:
             .where(
                 ChainDeployment.desired_state == "ACTIVE",
                 Chainlet.status.in_(_MANAGED),
-                or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic))),
+                or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic)))
+                if idle_too
+                else Chainlet.id.in_(sorted(with_traffic)),
             )
         ).all()
     return [Managed(r[0], r[1], dict(r[2] or {}), r[3], bool(r[4])) for r in rows]
@@ -69,12 +75,15 @@ def apply(core: Core, decisions: list[ScaleDecision]) -> list[ScaleDecision]:
     if not decisions:
         return []
     written = []
-    with core.db.write() as session:
-        for decision in decisions:
-            chainlet = session.get(Chainlet, decision.chainlet_id)
-            if chainlet is None or chainlet.desired_replicas != decision.expected_replicas:
-                continue
-            chainlet.desired_replicas = decision.replicas
-            chainlet.autoscaler_state = decision.state
-            written.append(decision)
+    # Small transactions: a first pass over a large fleet records many states, and the API must
+    # not wait behind one long write.
+    for start in range(0, len(decisions), _BATCH):
+        with core.db.write() as session:
+            for decision in decisions[start : start + _BATCH]:
+                chainlet = session.get(Chainlet, decision.chainlet_id)
+                if chainlet is None or chainlet.desired_replicas != decision.expected_replicas:
+                    continue
+                chainlet.desired_replicas = decision.replicas
+                chainlet.autoscaler_state = decision.state
+                written.append(decision)
     return written

@@ -69,19 +69,30 @@ class ChainletUpdate:
     log_lines: list[tuple[str, str | None, str | None]] = dataclasses.field(default_factory=list)
 
 
-def load_work(core: Core) -> list[ChainletWork]:
+def load_work(
+    core: Core, *, settled_too: bool = True, also: set[str] | None = None
+) -> list[ChainletWork]:
+    """Chainlets the reconciler must look at. Without `settled_too`, only those whose stored state
+    is not at rest (status moving, or desired != ready) plus the ids in `also`: the cheap scan
+    between full ones, for a store with many steady deployments."""
+    if settled_too:
+        condition = or_(
+            Chainlet.status.in_([s.value for s in _MOVING]),
+            Chainlet.desired_replicas > 0,
+            Chainlet.ready_replicas > 0,
+        )
+    else:
+        condition = or_(
+            Chainlet.status.in_([s.value for s in _MOVING]),
+            Chainlet.desired_replicas != Chainlet.ready_replicas,
+            Chainlet.id.in_(sorted(also or ())),
+        )
     with core.db.read() as session:
         rows = session.execute(
             select(Chainlet, ChainDeployment, Chain.workspace_id)
             .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
             .join(Chain, Chain.id == ChainDeployment.chain_id)
-            .where(
-                or_(
-                    Chainlet.status.in_([s.value for s in _MOVING]),
-                    Chainlet.desired_replicas > 0,
-                    Chainlet.ready_replicas > 0,
-                )
-            )
+            .where(condition)
         ).all()
         # A deployment being promoted already belongs to its environment: its chainlets learn the
         # name (DeploymentContext.environment) when their replicas start.
@@ -140,6 +151,14 @@ def _level_of(line: str) -> str | None:
     return {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}.get(
         match.group(1), match.group(1)
     )
+
+
+def existing_chainlets(core: Core, ids: set[str]) -> set[str]:
+    """Which of these chainlet ids still exist (replicas of the others are orphans)."""
+    if not ids:
+        return set()
+    with core.db.read() as session:
+        return set(session.scalars(select(Chainlet.id).where(Chainlet.id.in_(sorted(ids)))))
 
 
 def record_replica_logs(core: Core, lines: list[tuple[str, str, str]]) -> None:
