@@ -11,7 +11,7 @@ from chainyard.services import api_keys
 from chainyard.services.context import Actor, Core
 
 
-def get_core(request: Request) -> Core:
+async def get_core(request: Request) -> Core:
     core: Core = request.app.state.core
     return core
 
@@ -33,7 +33,7 @@ def get_actor(request: Request, core: CoreDep) -> Actor:
     return api_keys.authenticate(core, _presented_key(request))
 
 
-def get_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+async def get_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
     if not actor.can_manage:
         raise Forbidden(
             f"an API key of type {actor.key_type} may not use the management API",
@@ -42,7 +42,7 @@ def get_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
     return actor
 
 
-def get_key_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+async def get_key_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
     if not actor.can_manage_keys:
         raise Forbidden(f"an API key of type {actor.key_type} may not manage API keys")
     return actor
