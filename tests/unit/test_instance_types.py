@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.domain.instance_types import (
     DEFAULT_INSTANCE_TYPE_ALIASES,
     DEFAULT_INSTANCE_TYPES,
@@ -12,7 +13,6 @@ from chainyard.domain.instance_types import (
     NoFittingInstanceType,
     UnknownInstanceType,
     default_catalogue,
-    load_catalogue,
     normalize_gpu_type,
 )
 

@@ -24,7 +24,7 @@ from chainyard.api.routes import (
 )
 from chainyard.autoscaler.loop import Autoscaler
 from chainyard.config import ServerConfig
-from chainyard.domain.instance_types import load_catalogue
+from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway.router import ReplicaRouter
 from chainyard.metrics import Metrics, counter, gauge
