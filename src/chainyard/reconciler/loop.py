@@ -28,7 +28,7 @@ from chainyard.runtime.base import (
 )
 from chainyard.services import artifacts, inference, observations, secrets
 from chainyard.services.context import Core
-from chainyard.services.observations import ChainletUpdate, ChainletWork
+from chainyard.services.observations import ChainletGlance, ChainletUpdate, ChainletWork
 
 log = logging.getLogger("chainyard.reconciler")
 
@@ -126,10 +126,24 @@ class Reconciler:
             if any(r.phase != ReplicaPhase.READY for r in replicas)
             or len(replicas) != self._ready_seen.get(chainlet_id, -1)
         }
-        work = await asyncio.to_thread(
-            functools.partial(observations.load_work, self.core, settled_too=full, also=suspicious)
-        )
-        wanted = {w.chainlet_id for w in work}
+        if full:
+            # Plain columns for every running chainlet, and full rows only for those whose store
+            # state and replicas disagree: a steady fleet of thousands costs one light query.
+            glances = await asyncio.to_thread(observations.glance, self.core)
+            wanted = {g.chainlet_id for g in glances}
+            closer = {
+                g.chainlet_id
+                for g in glances
+                if not self._at_rest(g, observed.get(g.chainlet_id, []))
+            }
+            work = await asyncio.to_thread(observations.load_chainlets, self.core, closer)
+        else:
+            work = await asyncio.to_thread(
+                functools.partial(
+                    observations.load_work, self.core, settled_too=False, also=suspicious
+                )
+            )
+            wanted = {w.chainlet_id for w in work}
         for w in work:
             self._shape[w.chainlet_id] = (w.deployment_id, w.dependencies)
         unknown = set(observed) - wanted
@@ -165,6 +179,17 @@ class Reconciler:
         # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
         if any(u.events for u in updates):
             self._wake.set()
+
+    def _at_rest(self, g: ChainletGlance, replicas: list[ReplicaState]) -> bool:
+        """ACTIVE, wanting exactly what runs, all of it ready, and seen before (its shape is
+        known for draining): nothing for this tick to do."""
+        return (
+            g.status == S.ACTIVE
+            and g.desired_state == "ACTIVE"
+            and g.desired_replicas == g.ready_replicas == len(replicas)
+            and all(r.phase == ReplicaPhase.READY for r in replicas)
+            and g.chainlet_id in self._shape
+        )
 
     async def _stop(self, replica_id: str) -> None:
         try:
@@ -261,8 +286,12 @@ class Reconciler:
 
     async def _replica_spec(self, w: ChainletWork) -> ReplicaSpec:
         it = self.core.catalogue.get(w.instance_type_id)
-        secret_values = await asyncio.to_thread(
-            secrets.values_for, self.core, w.workspace_id, list(w.secret_keys)
+        secret_values = (
+            await asyncio.to_thread(
+                secrets.values_for, self.core, w.workspace_id, list(w.secret_keys)
+            )
+            if w.secret_keys
+            else {}
         )
         return ReplicaSpec(
             replica_id=new_replica_id(),

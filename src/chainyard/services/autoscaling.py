@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from chainyard.domain.statuses import DeploymentStatus
 from chainyard.services.context import Core
@@ -72,18 +72,33 @@ def managed(core: Core, with_traffic: set[str], *, idle_too: bool = True) -> lis
 def apply(core: Core, decisions: list[ScaleDecision]) -> list[ScaleDecision]:
     """Writes decisions whose chainlet still wants what the autoscaler saw (the API or the
     reconciler may have changed it meanwhile); returns those written."""
-    if not decisions:
-        return []
-    written = []
+    written: list[ScaleDecision] = []
     # Small transactions: a first pass over a large fleet records many states, and the API must
     # not wait behind one long write.
     for start in range(0, len(decisions), _BATCH):
+        batch = decisions[start : start + _BATCH]
         with core.db.write() as session:
-            for decision in decisions[start : start + _BATCH]:
-                chainlet = session.get(Chainlet, decision.chainlet_id)
-                if chainlet is None or chainlet.desired_replicas != decision.expected_replicas:
-                    continue
-                chainlet.desired_replicas = decision.replicas
-                chainlet.autoscaler_state = decision.state
-                written.append(decision)
+            # Locked rows (PostgreSQL; SQLite's write transaction already excludes writers), so
+            # the comparison below still holds when the UPDATE runs.
+            current = dict(
+                session.execute(
+                    select(Chainlet.id, Chainlet.desired_replicas)
+                    .where(Chainlet.id.in_([d.chainlet_id for d in batch]))
+                    .with_for_update()
+                ).all()
+            )
+            fresh = [d for d in batch if current.get(d.chainlet_id) == d.expected_replicas]
+            if fresh:
+                session.execute(
+                    update(Chainlet),
+                    [
+                        {
+                            "id": d.chainlet_id,
+                            "desired_replicas": d.replicas,
+                            "autoscaler_state": d.state,
+                        }
+                        for d in fresh
+                    ],
+                )
+            written.extend(fresh)
     return written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 
 from chainyard.schemas import ChainV1
@@ -9,22 +11,16 @@ from chainyard.services import audit, lookups, views
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
 
+# Pages up to this size count their deployments by id; longer lists by workspace.
+_COUNT_BY_IDS_UP_TO = 1000
+
 
 def list_(
     core: Core, actor: Actor, *, limit: int | None = None, after: str | None = None
 ) -> list[ChainV1]:
     """Oldest first, in a stable order. `limit`/`after` page through (an extension of ours)."""
-    counts = (
-        select(ChainDeployment.chain_id, func.count().label("n"))
-        .group_by(ChainDeployment.chain_id)
-        .subquery()
-    )
     with core.db.read() as session:
-        query = (
-            select(Chain, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.chain_id == Chain.id)
-            .where(Chain.workspace_id == actor.workspace_id)
-        )
+        query = select(Chain).where(Chain.workspace_id == actor.workspace_id)
         if after is not None:
             anchor = lookups.chain(session, actor, after)
             query = query.where(
@@ -34,10 +30,26 @@ def list_(
         query = query.order_by(Chain.created_at, Chain.id)
         if limit is not None:
             query = query.limit(limit)
+        chains = list(session.scalars(query))
+        counts = _deployment_counts(session, [c.id for c in chains], actor.workspace_id)
         return [
-            views.chain_v1(chain, int(n), actor.workspace_name)
-            for chain, n in session.execute(query)
+            views.chain_v1(chain, counts.get(chain.id, 0), actor.workspace_name) for chain in chains
         ]
+
+
+def _deployment_counts(session: Any, chain_ids: list[str], workspace_id: str) -> dict[str, int]:
+    """Deployments per chain. A page counts only its own chains' deployments (not a group-by
+    over every deployment in the store); a long list counts its workspace's in one pass."""
+    if not chain_ids:
+        return {}
+    query = select(ChainDeployment.chain_id, func.count()).group_by(ChainDeployment.chain_id)
+    if len(chain_ids) <= _COUNT_BY_IDS_UP_TO:
+        query = query.where(ChainDeployment.chain_id.in_(chain_ids))
+    else:
+        query = query.join(Chain, Chain.id == ChainDeployment.chain_id).where(
+            Chain.workspace_id == workspace_id
+        )
+    return {chain_id: int(n) for chain_id, n in session.execute(query)}
 
 
 def get(core: Core, actor: Actor, chain_id: str) -> ChainV1:

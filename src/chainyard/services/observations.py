@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import selectinload
 
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
 from chainyard.services import promotions
@@ -69,74 +70,152 @@ class ChainletUpdate:
     log_lines: list[tuple[str, str | None, str | None]] = dataclasses.field(default_factory=list)
 
 
+# Ids per statement when loading or writing by id: well under PostgreSQL's bind-parameter limit,
+# and small enough that one chunk never holds the GIL or SQLite's write lock for long.
+_CHUNK = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainletGlance:
+    """The few plain columns that tell whether a running chainlet needs a closer look."""
+
+    chainlet_id: str
+    status: DeploymentStatus
+    desired_replicas: int
+    ready_replicas: int
+    desired_state: str
+
+
+def _watched(settled_too: bool) -> Any:
+    if settled_too:
+        return or_(
+            Chainlet.status.in_([s.value for s in _MOVING]),
+            Chainlet.desired_replicas > 0,
+            Chainlet.ready_replicas > 0,
+        )
+    return or_(
+        Chainlet.status.in_([s.value for s in _MOVING]),
+        Chainlet.desired_replicas != Chainlet.ready_replicas,
+    )
+
+
+def glance(core: Core, *, settled_too: bool = True) -> list[ChainletGlance]:
+    """Every chainlet the reconciler watches, as plain columns (no JSON, no ORM objects): a full
+    scan compares these with what runs and loads full rows only where the two differ."""
+    with core.db.read() as session:
+        rows = session.execute(
+            select(
+                Chainlet.id,
+                Chainlet.status,
+                Chainlet.desired_replicas,
+                Chainlet.ready_replicas,
+                ChainDeployment.desired_state,
+            )
+            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+            .where(_watched(settled_too))
+        ).all()
+    return [ChainletGlance(r[0], DeploymentStatus(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
 def load_work(
     core: Core, *, settled_too: bool = True, also: set[str] | None = None
 ) -> list[ChainletWork]:
     """Chainlets the reconciler must look at. Without `settled_too`, only those whose stored state
     is not at rest (status moving, or desired != ready) plus the ids in `also`: the cheap scan
     between full ones, for a store with many steady deployments."""
-    if settled_too:
-        condition = or_(
-            Chainlet.status.in_([s.value for s in _MOVING]),
-            Chainlet.desired_replicas > 0,
-            Chainlet.ready_replicas > 0,
+    ids = {g.chainlet_id for g in glance(core, settled_too=settled_too)}
+    return load_chainlets(core, ids | (also or set()))
+
+
+def load_chainlets(core: Core, ids: set[str]) -> list[ChainletWork]:
+    """Full snapshots of these chainlets (those that no longer exist are left out), loaded in
+    chunks of plain columns."""
+    ordered = sorted(ids)
+    work: list[ChainletWork] = []
+    for start in range(0, len(ordered), _CHUNK):
+        with core.db.read() as session:
+            work.extend(_load_chunk(session, ordered[start : start + _CHUNK]))
+    return work
+
+
+def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
+    rows = session.execute(
+        select(
+            Chainlet.id,
+            Chainlet.name,
+            Chainlet.status,
+            Chainlet.desired_replicas,
+            Chainlet.ready_replicas,
+            Chainlet.instance_type_id,
+            Chainlet.compute,
+            Chainlet.is_entrypoint,
+            Chainlet.dependencies,
+            Chainlet.pip_requirements,
+            Chainlet.secret_keys,
+            ChainDeployment.id,
+            ChainDeployment.chain_id,
+            ChainDeployment.desired_state,
+            ChainDeployment.artifact_digest,
+            ChainDeployment.source_file,
+            ChainDeployment.environment,
+            Chain.workspace_id,
         )
-    else:
-        condition = or_(
-            Chainlet.status.in_([s.value for s in _MOVING]),
-            Chainlet.desired_replicas != Chainlet.ready_replicas,
-            Chainlet.id.in_(sorted(also or ())),
+        .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+        .join(Chain, Chain.id == ChainDeployment.chain_id)
+        .where(Chainlet.id.in_(ids))
+    ).all()
+    deployment_ids = sorted({r[11] for r in rows})
+    if not deployment_ids:
+        return []
+    # A deployment being promoted already belongs to its environment: its chainlets learn the
+    # name (DeploymentContext.environment) when their replicas start.
+    env_of: dict[str, str] = {}
+    for name, current, candidate in session.execute(
+        select(
+            Environment.name,
+            Environment.current_deployment_id,
+            Environment.candidate_deployment_id,
+        ).where(
+            or_(
+                Environment.current_deployment_id.in_(deployment_ids),
+                Environment.candidate_deployment_id.in_(deployment_ids),
+            )
         )
-    with core.db.read() as session:
-        rows = session.execute(
-            select(Chainlet, ChainDeployment, Chain.workspace_id)
-            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
-            .join(Chain, Chain.id == ChainDeployment.chain_id)
-            .where(condition)
-        ).all()
-        # A deployment being promoted already belongs to its environment: its chainlets learn the
-        # name (DeploymentContext.environment) when their replicas start.
-        deployment_ids = {d.id for _, d, _ in rows}
-        env_of: dict[str, str] = {}
-        for name, current, candidate in session.execute(
-            select(
-                Environment.name,
-                Environment.current_deployment_id,
-                Environment.candidate_deployment_id,
-            ).where(
-                or_(
-                    Environment.current_deployment_id.in_(deployment_ids),
-                    Environment.candidate_deployment_id.in_(deployment_ids),
-                )
-            )
-        ):
-            for deployment_id in (current, candidate):
-                if deployment_id in deployment_ids:
-                    env_of[deployment_id] = name
-        return [
-            ChainletWork(
-                chainlet_id=c.id,
-                name=c.name,
-                deployment_id=d.id,
-                chain_id=d.chain_id,
-                status=DeploymentStatus(c.status),
-                desired_replicas=c.desired_replicas,
-                ready_replicas=c.ready_replicas,
-                desired_state=d.desired_state,
-                instance_type_id=c.instance_type_id,
-                compute=dict(c.compute),
-                artifact_digest=d.artifact_digest,
-                is_entrypoint=c.is_entrypoint,
-                dependencies=tuple(c.dependencies),
-                pip_requirements=tuple(c.pip_requirements),
-                workspace_id=workspace_id,
-                source_file=d.source_file,
-                environment=env_of.get(d.id, d.environment),
-                secret_keys=tuple(c.secret_keys),
-                sibling_ids={s.name: s.id for s in d.chainlets},
-            )
-            for c, d, workspace_id in rows
-        ]
+    ):
+        for deployment_id in (current, candidate):
+            if deployment_id is not None:
+                env_of[deployment_id] = name
+    siblings: dict[str, dict[str, str]] = {}
+    for deployment_id, name, chainlet_id in session.execute(
+        select(Chainlet.chain_deployment_id, Chainlet.name, Chainlet.id).where(
+            Chainlet.chain_deployment_id.in_(deployment_ids)
+        )
+    ):
+        siblings.setdefault(deployment_id, {})[name] = chainlet_id
+    return [
+        ChainletWork(
+            chainlet_id=r[0],
+            name=r[1],
+            deployment_id=r[11],
+            chain_id=r[12],
+            status=DeploymentStatus(r[2]),
+            desired_replicas=r[3],
+            ready_replicas=r[4],
+            desired_state=r[13],
+            instance_type_id=r[5],
+            compute=dict(r[6] or {}),
+            artifact_digest=r[14],
+            is_entrypoint=bool(r[7]),
+            dependencies=tuple(r[8] or ()),
+            pip_requirements=tuple(r[9] or ()),
+            workspace_id=r[17],
+            source_file=r[15],
+            environment=env_of.get(r[11], r[16]),
+            secret_keys=tuple(r[10] or ()),
+            sibling_ids=siblings.get(r[11], {}),
+        )
+        for r in rows
+    ]
 
 
 _LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
@@ -157,8 +236,13 @@ def existing_chainlets(core: Core, ids: set[str]) -> set[str]:
     """Which of these chainlet ids still exist (replicas of the others are orphans)."""
     if not ids:
         return set()
+    ordered = sorted(ids)
+    found: set[str] = set()
     with core.db.read() as session:
-        return set(session.scalars(select(Chainlet.id).where(Chainlet.id.in_(sorted(ids)))))
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            found.update(session.scalars(select(Chainlet.id).where(Chainlet.id.in_(chunk))))
+    return found
 
 
 def record_replica_logs(core: Core, lines: list[tuple[str, str, str]]) -> None:
@@ -186,39 +270,52 @@ def record_replica_logs(core: Core, lines: list[tuple[str, str, str]]) -> None:
 
 
 def apply_updates(core: Core, updates: list[ChainletUpdate]) -> None:
-    """Records a tick's findings in one transaction and settles the promotions they decide."""
-    if not updates:
-        return
-    with core.db.write() as session:
-        touched: dict[str, ChainDeployment] = {}
-        for update in updates:
-            chainlet = session.get(Chainlet, update.chainlet_id)
-            if chainlet is None:
-                continue  # deleted meanwhile; its replicas are stopped as orphans
-            now_ns = time.time_ns()
-            for i, (line, level, component) in enumerate(update.log_lines):
-                session.add(
-                    ChainletLog(
-                        chainlet_id=chainlet.id,
-                        timestamp_ns=now_ns + i,
-                        message=line,
-                        level=level,
-                        component=component,
-                    )
+    """Records a tick's findings and settles the promotions they decide. One transaction per
+    chunk: a restart reports thousands of ready counts at once, and API writers must not wait
+    behind one long write (each chainlet's update stands on its own)."""
+    for start in range(0, len(updates), _CHUNK):
+        with core.db.write() as session:
+            _apply_chunk(session, updates[start : start + _CHUNK])
+
+
+def _apply_chunk(session: Any, updates: list[ChainletUpdate]) -> None:
+    chainlets = {
+        c.id: c
+        for c in session.scalars(
+            select(Chainlet)
+            .where(Chainlet.id.in_([u.chainlet_id for u in updates]))
+            .options(selectinload(Chainlet.deployment))
+        )
+    }
+    touched: dict[str, ChainDeployment] = {}
+    for update in updates:
+        chainlet = chainlets.get(update.chainlet_id)
+        if chainlet is None:
+            continue  # deleted meanwhile; its replicas are stopped as orphans
+        now_ns = time.time_ns()
+        for i, (line, level, component) in enumerate(update.log_lines):
+            session.add(
+                ChainletLog(
+                    chainlet_id=chainlet.id,
+                    timestamp_ns=now_ns + i,
+                    message=line,
+                    level=level,
+                    component=component,
                 )
-            if chainlet.status != update.expected_status.value:
-                continue  # changed by the API since we looked; the next tick decides again
-            for event, reason in update.events:
-                apply_event(chainlet, event, reason)
-            if update.ready_replicas is not None:
-                chainlet.ready_replicas = update.ready_replicas
-            touched[chainlet.chain_deployment_id] = chainlet.deployment
-        for deployment in touched.values():
-            before, after = refresh_status(deployment)
-            if before != after:
-                if after in TERMINAL_FAILURES:
-                    _stop_failed(deployment)
-                _settle_promotions(session, deployment, after)
+            )
+        if chainlet.status != update.expected_status.value:
+            continue  # changed by the API since we looked; the next tick decides again
+        for event, reason in update.events:
+            apply_event(chainlet, event, reason)
+        if update.ready_replicas is not None:
+            chainlet.ready_replicas = update.ready_replicas
+        touched[chainlet.chain_deployment_id] = chainlet.deployment
+    for deployment in touched.values():
+        before, after = refresh_status(deployment)
+        if before != after:
+            if after in TERMINAL_FAILURES:
+                _stop_failed(deployment)
+            _settle_promotions(session, deployment, after)
 
 
 def _stop_failed(deployment: ChainDeployment) -> None:
