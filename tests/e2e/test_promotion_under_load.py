@@ -1,4 +1,5 @@
-"""A promotion (the instance-type update) while 8 clients keep calling fails no request."""
+"""A promotion (the instance-type update) while 8 clients keep calling fails no request: a
+blue-green switch, and a gradual one (rolling deploy with a traffic ramp)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,30 @@ HELLO = REPO / "examples" / "hello_world" / "chain.py"
 pytestmark = pytest.mark.slow
 
 
-def test_instance_type_update_under_load_fails_no_request(live_server: LiveServer) -> None:
-    result = live_server.push(HELLO, "--name", "loaded", "--promote", "--wait")
+GRADUAL = {
+    "rolling_deploy": True,
+    "rolling_deploy_config": {"max_surge_percent": 50, "max_unavailable_percent": 0},
+    "ramp_up_while_promoting": True,
+    "ramp_up_duration_seconds": 2,
+}
+
+
+@pytest.mark.parametrize("promotion", [None, GRADUAL], ids=["blue-green", "gradual"])
+def test_instance_type_update_under_load_fails_no_request(
+    live_server: LiveServer, promotion: dict[str, Any] | None
+) -> None:
+    name = "loaded" if promotion is None else "loaded-gradual"
+    result = live_server.push(HELLO, "--name", name, "--promote", "--wait")
     assert result.returncode == 0, result.stderr[-3000:]
     ids: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
     chain_id = ids["chain_id"]
+    if promotion is not None:
+        with live_server.client() as client:
+            response = client.patch(
+                f"/v1/chains/{chain_id}/environments/production",
+                json={"promotion_settings": promotion},
+            )
+            assert response.status_code == 200, response.text
     stop = threading.Event()
     codes: list[int] = []
     failures: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from chainyard.domain.errors import Forbidden, Unauthorized
 from chainyard.services import api_keys
@@ -29,8 +30,13 @@ def _presented_key(request: Request) -> str:
     return value.strip()
 
 
-def get_actor(request: Request, core: CoreDep) -> Actor:
-    return api_keys.authenticate(core, _presented_key(request))
+async def get_actor(request: Request, core: CoreDep) -> Actor:
+    raw = _presented_key(request)
+    # A recently seen key needs neither the store nor a worker thread.
+    actor = api_keys.cached_actor(core, raw)
+    if actor is None:
+        actor = await run_in_threadpool(api_keys.authenticate, core, raw)
+    return actor
 
 
 async def get_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:

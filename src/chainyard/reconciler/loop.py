@@ -26,7 +26,7 @@ from chainyard.runtime.base import (
     ReplicaState,
     RuntimeBackend,
 )
-from chainyard.services import artifacts, inference, observations, secrets
+from chainyard.services import artifacts, inference, observations, rollouts, secrets
 from chainyard.services.context import Core
 from chainyard.services.observations import ChainletGlance, ChainletUpdate, ChainletWork
 
@@ -173,6 +173,8 @@ class Reconciler:
             if update is not None:
                 updates.append(update)
         await asyncio.to_thread(observations.apply_updates, self.core, updates)
+        # Gradual promotions move one step per tick, from the ready counts just recorded.
+        await asyncio.to_thread(rollouts.advance, self.core)
         lines = self.runtime.drain_logs()
         if lines:
             await asyncio.to_thread(observations.record_replica_logs, self.core, lines)

@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import secrets
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -140,9 +141,34 @@ def ensure_initial_key(core: Core, path: pathlib.Path) -> bool:
     return True
 
 
+# How long a successful authentication is reused. A deleted key stops working at once on the
+# server that deleted it, and within this time on other servers sharing the database.
+AUTH_CACHE_SECONDS = 2.0
+_AUTH_CACHE_MAX = 10_000
+
+
+def cached_actor(core: Core, raw: str) -> Actor | None:
+    """The actor of a key authenticated within the last AUTH_CACHE_SECONDS, without the store."""
+    hit = core.auth_cache.get(hash_key(raw))
+    if hit is None or hit[0] < time.monotonic():
+        return None
+    return hit[1]
+
+
 def authenticate(core: Core, raw: str) -> Actor:
     if not raw:
         raise Unauthorized("missing API key")
+    actor = cached_actor(core, raw)
+    if actor is not None:
+        return actor
+    actor = _authenticate(core, raw)
+    if len(core.auth_cache) >= _AUTH_CACHE_MAX:
+        core.auth_cache.clear()
+    core.auth_cache[hash_key(raw)] = (time.monotonic() + AUTH_CACHE_SECONDS, actor)
+    return actor
+
+
+def _authenticate(core: Core, raw: str) -> Actor:
     with core.db.read() as session:
         row = session.execute(
             select(ApiKey, Workspace)
@@ -195,6 +221,7 @@ def delete_key(core: Core, actor: Actor, prefix: str) -> str:
             raise NotFound(f"API key '{prefix}' not found")
         _audit_key(session, actor, "API_KEY_DELETED", key)
         session.delete(key)
+    core.auth_cache.clear()
     return prefix
 
 

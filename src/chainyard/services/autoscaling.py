@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from chainyard.domain.statuses import DeploymentStatus
+from chainyard.services import rollouts
 from chainyard.services.context import Core
 from chainyard.store.chains import ChainDeployment, Chainlet
 
@@ -60,6 +61,7 @@ def managed(core: Core, with_traffic: set[str], *, idle_too: bool = True) -> lis
             .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
             .where(
                 ChainDeployment.desired_state == "ACTIVE",
+                ChainDeployment.id.not_in(rollouts.in_rollout()),
                 Chainlet.status.in_(_MANAGED),
                 or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic)))
                 if idle_too

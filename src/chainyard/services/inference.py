@@ -7,11 +7,12 @@ import hashlib
 import hmac
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from chainyard.domain.autoscaling import AutoscalingSettings
 from chainyard.domain.errors import Forbidden, NotFound, Unauthorized
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus
-from chainyard.services import lookups
+from chainyard.services import lookups, rollouts
 from chainyard.services.builder import initial_replicas
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import ChainDeployment, Chainlet
@@ -89,8 +90,23 @@ def resolve(
                 if env.current_deployment_id
                 else None
             )
+            if env.rollout and env.candidate_deployment_id and current is not None:
+                current = _split(session, env, current)
             deployment = _servable(current, f"environment '{name}'")
         return _entry_target(deployment)
+
+
+def _split(session: Session, env: Environment, current: ChainDeployment) -> ChainDeployment:
+    """During a gradual promotion, the side this request goes to (services/rollouts.py)."""
+    candidate = session.get(ChainDeployment, env.candidate_deployment_id)
+    if candidate is None or DeploymentStatus(candidate.status) in TERMINAL_FAILURES:
+        return current
+    side = rollouts.pick_side(env, _entry_ready(current), _entry_ready(candidate))
+    return candidate if side == candidate.id else current
+
+
+def _entry_ready(deployment: ChainDeployment) -> int:
+    return next((c.ready_replicas for c in deployment.chainlets if c.is_entrypoint), 0)
 
 
 def resolve_internal(core: Core, chainlet_id: str, token: str) -> Target:

@@ -336,6 +336,8 @@ def _settle_promotions(session: Any, deployment: ChainDeployment, status: Deploy
         if env.candidate_deployment_id != deployment.id:
             continue
         if status == DeploymentStatus.ACTIVE:
+            if env.rollout:
+                continue  # a gradual promotion: services/rollouts.py decides when it is done
             promotions.finish(session, actor, chain, env, deployment)
         else:
-            promotions.fail(env, deployment)
+            promotions.fail(session, env, deployment)

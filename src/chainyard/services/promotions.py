@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chainyard.domain import rollout
 from chainyard.domain.autoscaling import AutoscalingSettings
 from chainyard.domain.errors import Conflict
 from chainyard.domain.statuses import DeploymentStatus, Event
@@ -46,8 +47,10 @@ def begin(
     _size_like_current(session, env, deployment)
     env.promotion_scale_down_previous = scale_down_previous
     env.last_promotion_error = None
+    env.rollout = None
     status = DeploymentStatus(deployment.status)
-    if status == DeploymentStatus.ACTIVE:
+    gradual = _start_rollout(session, env, deployment)
+    if status == DeploymentStatus.ACTIVE and not gradual:
         finish(session, actor, chain, env, deployment)
     elif status == DeploymentStatus.SCALED_TO_ZERO:
         # Wake it; the reconciler finishes the promotion once its replicas are ready.
@@ -77,6 +80,41 @@ def _size_like_current(session: Session, env: Environment, candidate: ChainDeplo
             chainlet.desired_replicas = min(wanted, ceiling)
 
 
+def _start_rollout(session: Session, env: Environment, candidate: ChainDeployment) -> bool:
+    """With `rolling_deploy` or `ramp_up_while_promoting`, the promotion hands traffic over
+    gradually (services/rollouts.py advances it); returns whether it does. The first step's
+    replica counts apply at once."""
+    settings = env.promotion_settings or {}
+    if not (settings.get("rolling_deploy") or settings.get("ramp_up_while_promoting")):
+        return False
+    if env.current_deployment_id is None or env.current_deployment_id == candidate.id:
+        return False
+    previous = session.get(ChainDeployment, env.current_deployment_id)
+    if previous is None:
+        return False
+    limits = rollout.limits_of(settings)
+    targets = {c.name: max(1, c.desired_replicas) for c in candidate.chainlets}
+    previous_desired = {c.name: c.desired_replicas for c in previous.chainlets}
+    first = rollout.step(targets, {}, previous_desired, limits, ramp=0.0)
+    for chainlet in candidate.chainlets:
+        chainlet.desired_replicas = first.candidate_replicas[chainlet.name]
+    for chainlet in previous.chainlets:
+        if chainlet.name in first.previous_replicas:
+            chainlet.desired_replicas = first.previous_replicas[chainlet.name]
+    env.rollout = {
+        "previous_deployment_id": previous.id,
+        "targets": targets,
+        "previous_desired": previous_desired,
+        "max_surge_percent": limits.max_surge_percent,
+        "max_unavailable_percent": limits.max_unavailable_percent,
+        "ramp": bool(settings.get("ramp_up_while_promoting")),
+        "ramp_duration_seconds": int(settings.get("ramp_up_duration_seconds") or 600),
+        "ramp_started_at": None,
+        "candidate_share": 0.0,
+    }
+    return True
+
+
 def activate(deployment: ChainDeployment) -> None:
     deployment.desired_state = "ACTIVE"
     for chainlet in deployment.chainlets:
@@ -92,6 +130,7 @@ def finish(
     previous_id = env.current_deployment_id
     env.current_deployment_id = deployment.id
     env.candidate_deployment_id = None
+    env.rollout = None
     deployment.environment = env.name
 
     # The environment's settings now govern the promoted deployment; settings of chainlets the
@@ -135,9 +174,16 @@ def finish(
     )
 
 
-def fail(env: Environment, deployment: ChainDeployment) -> None:
-    """The candidate failed: the environment stays on what it served, and remembers why."""
+def fail(session: Session, env: Environment, deployment: ChainDeployment) -> None:
+    """The candidate failed: the environment stays on what it served, and remembers why. A
+    gradual promotion gives the previous deployment back the replicas it handed over."""
     env.candidate_deployment_id = None
+    if env.rollout:
+        previous = session.get(ChainDeployment, env.rollout["previous_deployment_id"])
+        wanted = env.rollout.get("previous_desired") or {}
+        for chainlet in previous.chainlets if previous is not None else []:
+            chainlet.desired_replicas = max(chainlet.desired_replicas, wanted.get(chainlet.name, 0))
+        env.rollout = None
     env.last_promotion_error = f"deployment '{deployment.id}' ended {deployment.status}" + (
         f": {deployment.status_message}" if deployment.status_message else ""
     )

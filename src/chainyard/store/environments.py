@@ -35,6 +35,9 @@ class Environment(Base):
     # How the running promotion cleans up: False when promote asked to keep the previous deployment.
     promotion_scale_down_previous: Mapped[bool] = mapped_column(Boolean, default=True)
     last_promotion_error: Mapped[str | None] = mapped_column(Text)
+    # A gradual promotion in progress (rolling deploy or traffic ramp): its targets, limits and
+    # the candidate's traffic share (services/rollouts.py). NULL for blue-green switches.
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     chainlet_settings: Mapped[list[ChainletEnvironmentSettings]] = relationship(
         back_populates="environment",

@@ -1,0 +1,26 @@
+"""gradual promotions: the rollout state of an environment
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-27
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("environments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("rollout", sa.JSON(none_as_null=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("environments", schema=None) as batch_op:
+        batch_op.drop_column("rollout")
