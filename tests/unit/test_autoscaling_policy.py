@@ -95,3 +95,22 @@ def test_retired_deployments_may_go_to_zero_despite_min_replica() -> None:
     d = decide(2, Traffic(0.0, 0.0), settings, PolicyState(), 0.0, min_replica=0)
     assert d.replicas == 1  # one step of 50 %
     assert decide(1, Traffic(0.0, 0.0), settings, d.state, 61.0, min_replica=0).replicas == 0
+
+
+def test_idle_change_at_says_when_an_idle_count_may_move() -> None:
+    from chainyard.domain.autoscaling_policy import idle_change_at
+
+    settings = AutoscalingSettings(
+        min_replica=1, max_replica=4, autoscaling_window=60, scale_down_delay=100
+    )
+    assert idle_change_at(1, settings, PolicyState()) is None  # at its floor: never
+    assert idle_change_at(3, settings, PolicyState()) == 0.0  # the delay has not started
+    waiting = PolicyState(scale_down_wanted_since=1000.0)
+    assert idle_change_at(3, settings, waiting) == 1100.0
+    stepped = PolicyState(scale_down_wanted_since=1000.0, last_scale_down_at=1150.0)
+    assert idle_change_at(3, settings, stepped) == 1210.0
+    # The answer agrees with decide(): nothing moves before it, something at it.
+    idle = Traffic(window_average=0.0, burst_average=0.0)
+    assert decide(3, idle, settings, stepped, 1209.0).replicas == 3
+    assert decide(3, idle, settings, stepped, 1210.0).replicas == 2
+    assert idle_change_at(2, settings, PolicyState(), min_replica=2) is None

@@ -5,50 +5,41 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 
+from chainyard.autoscaler.traffic import TrafficSamples
 from chainyard.domain.autoscaling import AutoscalingSettings
-from chainyard.domain.autoscaling_policy import PolicyState, Traffic, decide
+from chainyard.domain.autoscaling_policy import (
+    Decision,
+    PolicyState,
+    Traffic,
+    decide,
+    idle_change_at,
+)
 from chainyard.services import autoscaling
 from chainyard.services.context import Core
 
 log = logging.getLogger("chainyard.autoscaler")
 
-MAX_WINDOW = 3600.0
 FULL_PASS_EVERY = 10
+# An idle chainlet left alone by its cached due time is still looked at this often, so that a
+# settings change made elsewhere (another server) is noticed.
+IDLE_RECHECK_SECONDS = 30.0
 
 
-class TrafficSamples:
-    """In-flight samples per chainlet, kept for the longest window a setting may ask for."""
+@dataclasses.dataclass(frozen=True)
+class _Quiet:
+    """An idle chainlet whose decision cannot change before `due` (None: never) as long as its
+    count stays `desired` and no request comes."""
 
-    def __init__(self) -> None:
-        self._samples: dict[str, collections.deque[tuple[float, float]]] = {}
-
-    def record(self, now: float, counts: Mapping[str, float], chainlets: list[str]) -> None:
-        # Chainlets already tracked get a sample every time (zero when idle), so that averages
-        # stay true between the passes that look at idle chainlets.
-        for chainlet_id in set(chainlets) | set(counts) | set(self._samples):
-            samples = self._samples.setdefault(chainlet_id, collections.deque())
-            samples.append((now, float(counts.get(chainlet_id, 0))))
-            while samples and samples[0][0] < now - MAX_WINDOW:
-                samples.popleft()
-
-    def average(self, chainlet_id: str, now: float, window: float) -> float:
-        samples = self._samples.get(chainlet_id)
-        if not samples:
-            return 0.0
-        recent = [v for t, v in samples if t >= now - window]
-        if not recent:
-            recent = [samples[-1][1]]
-        return sum(recent) / len(recent)
-
-    def forget(self, keep: set[str]) -> None:
-        for chainlet_id in list(self._samples):
-            if chainlet_id not in keep:
-                del self._samples[chainlet_id]
+    desired: int
+    due: float | None
+    idle_since: float | None
+    checked_at: float
 
 
 class Autoscaler:
@@ -70,6 +61,7 @@ class Autoscaler:
         self.desired: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._ticks = 0
+        self._quiet: dict[str, _Quiet] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chainyard-autoscaler")
@@ -79,6 +71,59 @@ class Autoscaler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    def forget_quiet(self) -> None:
+        """Settings changed: every idle chainlet is looked at again in the next idle pass.
+        Thread-safe enough: API handlers call it from worker threads, and replacing the dict is
+        atomic."""
+        self._quiet = {}
+
+    async def _idle_pass(
+        self, now: float, demand: Mapping[str, float], busy: set[str]
+    ) -> list[autoscaling.Managed]:
+        """Every managed chainlet, in plain columns; full rows only for those with traffic or
+        whose decision may be due (a steady fleet of thousands costs one light query)."""
+        glances = await asyncio.to_thread(autoscaling.glance, self.core, busy)
+        ids = [g.chainlet_id for g in glances]
+        self.samples.record(now, demand, ids)
+        self.samples.forget(set(ids) | set(demand))
+        for stale in set(self._quiet) - set(ids):
+            del self._quiet[stale]
+        due = [
+            g.chainlet_id for g in glances if g.chainlet_id in busy or not self._still_quiet(g, now)
+        ]
+        self.desired.update({g.chainlet_id: g.desired_replicas for g in glances})
+        return await asyncio.to_thread(autoscaling.managed_by_id, self.core, due)
+
+    def _still_quiet(self, glance: autoscaling.Glance, now: float) -> bool:
+        quiet = self._quiet.get(glance.chainlet_id)
+        return (
+            quiet is not None
+            and quiet.desired == glance.desired_replicas
+            and self.samples.is_idle(glance.chainlet_id)
+            and self.samples.idle_since(glance.chainlet_id) == quiet.idle_since
+            and (quiet.due is None or quiet.due > now)
+            and now - quiet.checked_at < IDLE_RECHECK_SECONDS
+        )
+
+    def _remember_quiet(
+        self,
+        chainlet_id: str,
+        traffic: Traffic,
+        decision: Decision,
+        settings: AutoscalingSettings,
+        now: float,
+        floor: int | None,
+    ) -> None:
+        if traffic.window_average > 0 or traffic.burst_average > 0:
+            self._quiet.pop(chainlet_id, None)
+            return
+        self._quiet[chainlet_id] = _Quiet(
+            desired=decision.replicas,
+            due=idle_change_at(decision.replicas, settings, decision.state, min_replica=floor),
+            idle_since=self.samples.idle_since(chainlet_id),
+            checked_at=now,
+        )
 
     async def _run(self) -> None:
         while True:
@@ -98,13 +143,13 @@ class Autoscaler:
         # FULL_PASS_EVERY ticks, busy ones every tick.
         full = self._ticks % FULL_PASS_EVERY == 0
         self._ticks += 1
-        chainlets = await asyncio.to_thread(
-            functools.partial(autoscaling.managed, self.core, busy, idle_too=full)
-        )
-        ids = [c.chainlet_id for c in chainlets]
-        self.samples.record(now, demand, ids)
         if full:
-            self.samples.forget(set(ids) | set(demand))
+            chainlets = await self._idle_pass(now, demand, busy)
+        else:
+            chainlets = await asyncio.to_thread(
+                functools.partial(autoscaling.managed, self.core, busy, idle_too=False)
+            )
+            self.samples.record(now, demand, [c.chainlet_id for c in chainlets])
         decisions = []
         self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})
         for chainlet in chainlets:
@@ -122,14 +167,11 @@ class Autoscaler:
                 ),
             )
             state = PolicyState.from_dict(chainlet.state)
+            floor = 0 if chainlet.retired else None
             decision = decide(
-                chainlet.desired_replicas,
-                traffic,
-                settings,
-                state,
-                now,
-                min_replica=0 if chainlet.retired else None,
+                chainlet.desired_replicas, traffic, settings, state, now, min_replica=floor
             )
+            self._remember_quiet(chainlet.chainlet_id, traffic, decision, settings, now, floor)
             if decision.replicas != chainlet.desired_replicas or decision.state != state:
                 decisions.append(
                     autoscaling.ScaleDecision(

@@ -121,3 +121,27 @@ def decide(
     # When the step reaches what is wanted the wish is fulfilled; otherwise it continues.
     next_since = None if new == wanted else since
     return Decision(new, PolicyState(next_since, now, None), "scale down")
+
+
+def idle_change_at(
+    current: int,
+    settings: AutoscalingSettings,
+    state: PolicyState,
+    *,
+    min_replica: int | None = None,
+) -> float | None:
+    """With no traffic in either window, the earliest time at which `decide` could give another
+    count; None when it never will (the count is at its floor). Lets the autoscaler leave idle
+    chainlets alone until then."""
+    low = settings.min_replica if min_replica is None else min_replica
+    if current == low:
+        return None
+    since = state.scale_down_wanted_since
+    if current < low or since is None:
+        return 0.0  # due at once: a scale-up, or a delay that has not started yet
+    due = since + settings.scale_down_delay
+    if state.last_scale_down_at is not None and state.last_scale_down_at >= since:
+        due = max(due, state.last_scale_down_at + settings.autoscaling_window)
+    if state.burst_until is not None:
+        due = max(due, state.burst_until)
+    return due

@@ -71,6 +71,55 @@ def managed(core: Core, with_traffic: set[str], *, idle_too: bool = True) -> lis
     return [Managed(r[0], r[1], dict(r[2] or {}), r[3], bool(r[4])) for r in rows]
 
 
+@dataclasses.dataclass(frozen=True)
+class Glance:
+    chainlet_id: str
+    desired_replicas: int
+    retired: bool
+
+
+def glance(core: Core, with_traffic: set[str]) -> list[Glance]:
+    """Every managed chainlet that runs replicas or has requests, as plain columns (no JSON):
+    the idle pass loads full rows only for those whose decision may be due."""
+    with core.db.read() as session:
+        rows = session.execute(
+            select(Chainlet.id, Chainlet.desired_replicas, ChainDeployment.retired)
+            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+            .where(
+                ChainDeployment.desired_state == "ACTIVE",
+                ChainDeployment.id.not_in(rollouts.in_rollout()),
+                Chainlet.status.in_(_MANAGED),
+                or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic))),
+            )
+        ).all()
+    return [Glance(r[0], r[1], bool(r[2])) for r in rows]
+
+
+def managed_by_id(core: Core, ids: list[str]) -> list[Managed]:
+    """Full rows of these chainlets, if still managed."""
+    found: list[Managed] = []
+    for start in range(0, len(ids), _BATCH * 2):
+        with core.db.read() as session:
+            rows = session.execute(
+                select(
+                    Chainlet.id,
+                    Chainlet.desired_replicas,
+                    Chainlet.autoscaling,
+                    Chainlet.autoscaler_state,
+                    ChainDeployment.retired,
+                )
+                .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+                .where(
+                    Chainlet.id.in_(ids[start : start + _BATCH * 2]),
+                    ChainDeployment.desired_state == "ACTIVE",
+                    ChainDeployment.id.not_in(rollouts.in_rollout()),
+                    Chainlet.status.in_(_MANAGED),
+                )
+            ).all()
+        found.extend(Managed(r[0], r[1], dict(r[2] or {}), r[3], bool(r[4])) for r in rows)
+    return found
+
+
 def apply(core: Core, decisions: list[ScaleDecision]) -> list[ScaleDecision]:
     """Writes decisions whose chainlet still wants what the autoscaler saw (the API or the
     reconciler may have changed it meanwhile); returns those written."""

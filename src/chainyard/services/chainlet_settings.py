@@ -139,6 +139,20 @@ def update_autoscaling(
     env_name: str,
     updates: Sequence[ChainletEnvironmentAutoscalingSettingsUpdateV1],
 ) -> UpdateAutoscalingSettingsResponseV1:
+    answer = _update_autoscaling(core, actor, chain_id, env_name, updates)
+    if answer.status != UpdateAutoscalingSettingsStatusV1.UNCHANGED:
+        # After the commit, so that what the autoscaler reads next has the new settings.
+        core.autoscaling_changed()
+    return answer
+
+
+def _update_autoscaling(
+    core: Core,
+    actor: Actor,
+    chain_id: str,
+    env_name: str,
+    updates: Sequence[ChainletEnvironmentAutoscalingSettingsUpdateV1],
+) -> UpdateAutoscalingSettingsResponseV1:
     with core.db.write() as session:
         chain = lookups.chain(session, actor, chain_id)
         env = lookups.environment(session, chain, env_name, for_update=True)

@@ -56,6 +56,8 @@ class Core:
     data_dir: pathlib.Path
     # Called after a change the reconciler should act on, so it need not wait for its next tick.
     wake_reconciler: Callable[[], None] = lambda: None
+    # Called after autoscaling settings change, so the autoscaler drops what it assumed.
+    autoscaling_changed: Callable[[], None] = lambda: None
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)
