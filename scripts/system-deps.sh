@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the test suite needs, when they are missing.
+# Installs the Debian packages that the test suite needs, when they are missing: PostgreSQL (the
+# store tests) and Chromium (the dashboard's browser test drives /usr/bin/chromium with Playwright;
+# a font so that its screenshots show text).
 set -euo pipefail
 
 have_postgres() {
@@ -8,6 +10,7 @@ have_postgres() {
 
 missing=()
 have_postgres || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

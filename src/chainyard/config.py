@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import socket
 
 from chainyard.store.db import sqlite_url
 
@@ -30,14 +31,36 @@ class ServerConfig:
     # Seconds between autoscaler decisions (it also samples in-flight requests at this rate).
     autoscale_interval: float = 0.5
     run_autoscaler: bool = True
+    # Ray runtime: the cluster to use (None starts a Ray on this machine), how long a replica that
+    # no node can take waits before it fails, and where chainlets' data dirs live on each node
+    # (None: the node's temp dir). See docs/ray.md.
+    ray_address: str | None = None
+    ray_unschedulable_timeout: float = 120.0
+    ray_data_dir: str | None = None
+    # Where replicas reach this server, when that is not host:port (replicas on other machines).
+    advertise_url: str | None = None
+    # Several servers on one database: this server's name in the control-loops lease (default
+    # host:port, stable across restarts) and the lease's time to live, in seconds.
+    server_id: str | None = None
+    lease_ttl: float = 5.0
+    # Requests per second per API key and endpoint (0 turns the limit off).
+    rate_limit_per_second: float = 100.0
+    # Largest request body, except the deploy upload (which may carry a source archive).
+    max_request_bytes: int = 16 * 2**20
 
     @property
     def gateway_url(self) -> str:
         """Where replicas reach this server (for calls to their dependencies)."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "localhost") else self.host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def effective_server_id(self) -> str:
+        return self.server_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def effective_database_url(self) -> str:
@@ -56,6 +79,18 @@ class ServerConfig:
             cfg.bootstrap_api_key = env["CHAINYARD_BOOTSTRAP_API_KEY"]
         if "CHAINYARD_RUNTIME" in env:
             cfg.runtime = env["CHAINYARD_RUNTIME"]
+        if "CHAINYARD_RAY_ADDRESS" in env:
+            cfg.ray_address = env["CHAINYARD_RAY_ADDRESS"]
+        if "CHAINYARD_RAY_UNSCHEDULABLE_TIMEOUT" in env:
+            cfg.ray_unschedulable_timeout = float(env["CHAINYARD_RAY_UNSCHEDULABLE_TIMEOUT"])
+        if "CHAINYARD_RAY_DATA_DIR" in env:
+            cfg.ray_data_dir = env["CHAINYARD_RAY_DATA_DIR"]
+        if "CHAINYARD_ADVERTISE_URL" in env:
+            cfg.advertise_url = env["CHAINYARD_ADVERTISE_URL"]
+        if "CHAINYARD_SERVER_ID" in env:
+            cfg.server_id = env["CHAINYARD_SERVER_ID"]
+        if "CHAINYARD_RATE_LIMIT" in env:
+            cfg.rate_limit_per_second = float(env["CHAINYARD_RATE_LIMIT"])
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)

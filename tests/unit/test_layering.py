@@ -21,11 +21,18 @@ ALLOWED: dict[str, set[str]] = {
     "reconciler": {"reconciler", "services", "runtime", "domain"},
     "gateway": {"gateway", "services", "runtime", "domain"},
     "autoscaler": {"autoscaler", "services", "domain"},
+    "cluster": {"cluster", "services", "runtime", "domain"},
     "api": {"api", "services", "schemas", "domain", "archives"},
     # User chains run in replicas with truss_chains; they must not drag the server in.
     "chains": {"chains"},
-    "cli": {"cli", "api", "config", "domain", "services", "sdk", "chains"},
+    "cli": {"cli", "api", "config", "domain", "services", "sdk", "schemas", "chains"},
+    # The client library talks HTTP and speaks the wire models; nothing of the server.
+    "sdk": {"sdk", "schemas"},
 }
+# The CLI's API commands go through the SDK only; `serve` and `admin` (operator commands on the
+# server and its store) are the CLI files that may reach into the server.
+CLI_SERVER_SIDE = {SRC / "cli" / "main.py", SRC / "cli" / "admin.py"}
+CLI_OVER_SDK = {"cli", "sdk", "schemas", "chains"}
 COMPOSITION_ROOTS = {SRC / "api" / "app.py"}
 
 
@@ -59,6 +66,16 @@ def test_imports_point_one_way(package: str, path: pathlib.Path) -> None:
     if allowed is None:
         pytest.skip(f"no rule for package {package}")
     forbidden = _our_imports(path) - allowed - {"__version__"}
+    assert not forbidden, f"{path.relative_to(SRC)} imports {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted((SRC / "cli").rglob("*.py")) if p not in CLI_SERVER_SIDE],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_cli_commands_use_the_sdk_only(path: pathlib.Path) -> None:
+    forbidden = _our_imports(path) - CLI_OVER_SDK
     assert not forbidden, f"{path.relative_to(SRC)} imports {sorted(forbidden)}"
 
 

@@ -8,21 +8,24 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from chainyard import __version__
-from chainyard.api import errors
+from chainyard.api import errors, limits
 from chainyard.api.routes import (
     api_keys,
     catalogue,
     chains,
+    dashboard,
     deploy,
     environments,
+    live,
     observability,
     secrets,
 )
 from chainyard.autoscaler.loop import Autoscaler
+from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.gateway import routes as gateway_routes
@@ -32,8 +35,10 @@ from chainyard.reconciler.loop import Reconciler
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 from chainyard.runtime.factory import make_runtime
 from chainyard.services import api_keys as api_key_service
+from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
 from chainyard.services.context import Core
 from chainyard.services.crypto import SecretCipher
+from chainyard.services.live import LiveSampler
 from chainyard.store.db import Database
 
 log = logging.getLogger("chainyard")
@@ -127,24 +132,54 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         core, backend, interval=config.reconcile_interval, gateway_url=config.gateway_url
     )
     replica_router = ReplicaRouter(backend)
-    autoscaler = Autoscaler(core, replica_router.demand, interval=config.autoscale_interval)
-    metrics = _metrics(backend, replica_router, reconciler, autoscaler)
-    core.wake_reconciler = reconciler.wake
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lead() -> None:
         await backend.start()
-        await replica_router.start()
         if config.run_reconciler:
             reconciler.start()
         if config.run_autoscaler:
             autoscaler.start()
+
+    async def follow() -> None:
+        await autoscaler.stop()
+        await reconciler.stop()
+        await backend.close()
+
+    membership = Membership(
+        core,
+        backend,
+        server_id=config.effective_server_id,
+        local_demand=replica_router.demand,
+        on_gain=lead,
+        on_loss=follow,
+        ttl=config.lease_ttl,
+    )
+    # Inference routes to the leader's replicas, wherever this server stands.
+    replica_router.runtime = membership
+    autoscaler = Autoscaler(core, membership.demand, interval=config.autoscale_interval)
+    metrics = _metrics(backend, replica_router, reconciler, autoscaler)
+    live_sampler = LiveSampler(
+        lambda: ((r.chainlet_id, r.phase.value) for r in membership.replicas()),
+        lambda: replica_router.in_flight,
+        lambda: replica_router.waiting,
+    )
+    core.wake_reconciler = reconciler.wake
+    core.autoscaling_changed = autoscaler.forget_quiet
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await replica_router.start()
+        # Starts the runtime and the control loops if this server gets the lease.
+        await membership.start()
+        live_sampler.start()
         app.state.ready = True
         log.info("chainyard %s serving (runtime %s)", __version__, backend.name)
         try:
             yield
         finally:
             app.state.ready = False
+            await live_sampler.stop()
+            await membership.stop()
             await autoscaler.stop()
             await reconciler.stop()
             await replica_router.close()
@@ -156,25 +191,49 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         version=__version__,
         description="Self-hosted chains serving, wire-compatible with Baseten's chains API.",
         lifespan=lifespan,
+        dependencies=[Depends(limits.rate_limit)],
     )
     app.state.core = core
     app.state.runtime = backend
     app.state.reconciler = reconciler
     app.state.router = replica_router
     app.state.autoscaler = autoscaler
+    app.state.membership = membership
     app.state.metrics = metrics
+    app.state.live = live_sampler
     app.state.ready = False
     app.state.initial_key_file = initial_key_file
     errors.install(app)
+    app.state.rate_limiter = (
+        limits.RateLimiter(config.rate_limit_per_second)
+        if config.rate_limit_per_second > 0
+        else None
+    )
+    app.add_middleware(
+        limits.BodyLimit,
+        limit=config.max_request_bytes,
+        # The deploy upload carries the source archive, besides its manifest.
+        limits_by_path={"/v1/chains/deploy": MAX_ARCHIVE_BYTES + 2 * 2**20},
+    )
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
     app.include_router(gateway_routes.router)
     app.include_router(observability.router)
+    app.include_router(live.router)
+    dashboard.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         if not app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__, "runtime": backend.name})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "runtime": backend.name,
+                "server_id": membership.server_id,
+                "leader": membership.leader,
+            }
+        )
 
     return app

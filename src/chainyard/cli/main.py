@@ -8,13 +8,15 @@ from typing import Annotated
 
 import typer
 
-from chainyard.cli import admin, push
+from chainyard.cli import admin, commands
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Serve chains on your own machines."
+    no_args_is_help=True,
+    add_completion=False,
+    help="Serve chains on your own machines, and manage them (see docs/cli.md).",
 )
 app.add_typer(admin.app, name="admin")
-app.command("push")(push.push)
+commands.register(app)
 
 
 @app.command()
@@ -35,6 +37,18 @@ def serve(
     reconcile_interval: Annotated[
         float, typer.Option(help="Seconds between reconciler ticks")
     ] = 1.0,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(help="Requests per second per API key and endpoint (0: no limit) [100]"),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="--runtime ray: the Ray cluster (host:port, 'auto'); none starts a Ray"),
+    ] = None,
+    ray_unschedulable_timeout: Annotated[
+        float | None,
+        typer.Option(help="--runtime ray: seconds a replica no node can take waits [120]"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
@@ -56,6 +70,9 @@ def serve(
         runtime=runtime,
         instance_types_file=instance_types,
         reconcile_interval=reconcile_interval,
+        ray_address=ray_address,
+        ray_unschedulable_timeout=ray_unschedulable_timeout,
+        rate_limit_per_second=rate_limit,
     )
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -1,29 +1,27 @@
-"""`chainyard push`: import a chain file, pack its directory, deploy it, and optionally wait."""
+"""`chainyard push`: import a chain file, pack its directory, deploy it, and optionally wait.
+
+The last line on stdout is always one JSON object, {"chain_id", "chain_deployment_id",
+"status"}, so that scripts can read what was pushed whatever the output format.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import sys
-import time
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+
+from chainyard.cli.session import ExitCode, Session, connected
+from chainyard.sdk import DeploymentFailed, NotFound, WaitError
 
 FAILED = {"BUILD_FAILED", "DEPLOY_FAILED", "FAILED", "BUILD_STOPPED"}
+_LOG_LINES = 20
 
 
-def _fail(console: Console, message: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
+@connected
 def push(
+    s: Session,
     path: Annotated[pathlib.Path, typer.Argument(help="The chain's Python file")],
     entrypoint: Annotated[
         str | None, typer.Argument(help="Entrypoint chainlet class, if not marked in the file")
@@ -33,120 +31,96 @@ def push(
         str | None, typer.Option(help="Promote into this environment once active")
     ] = None,
     promote: Annotated[bool, typer.Option(help="Same as --environment production")] = False,
-    wait: Annotated[bool, typer.Option(help="Show progress until ACTIVE or failed")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Show progress until ACTIVE (and promoted) or failed")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 900.0,
-    url: Annotated[str | None, typer.Option(help="Server URL (or CHAINYARD_URL)")] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (or CHAINYARD_API_KEY)")] = None,
 ) -> None:
     """Deploy a truss_chains chain to a chainyard server."""
+    # Discovery imports truss_chains and the user's chain: only this command pays for it.
     from chainyard.chains.discovery import ChainDiscoveryError, discover
     from chainyard.chains.packaging import PackagingError, pack
 
-    console = Console(stderr=True)
-    url = (url or os.environ.get("CHAINYARD_URL") or "http://127.0.0.1:8080").rstrip("/")
-    api_key = api_key or os.environ.get("CHAINYARD_API_KEY")
-    if not api_key:
-        _fail(console, "no API key: pass --api-key or set CHAINYARD_API_KEY", 2)
+    if not s.settings.api_key:
+        s.fail(
+            "no API key: pass --api-key, set CHAINYARD_API_KEY, or put api_key in "
+            "~/.chainyard.toml",
+            ExitCode.AUTH,
+        )
     if promote and environment and environment != "production":
-        _fail(console, "--promote means --environment production; give one of them", 2)
+        s.fail("--promote means --environment production; give one of them", ExitCode.USAGE)
     environment = environment or ("production" if promote else None)
 
     path = path.resolve()
     try:
         info = discover(path, entrypoint)
-    except ChainDiscoveryError as exc:
-        _fail(console, str(exc), 2)
-    root = path.parent
-    try:
-        archive = pack(root)
-    except PackagingError as exc:
-        _fail(console, str(exc), 2)
+        archive = pack(path.parent)
+    except (ChainDiscoveryError, PackagingError) as exc:
+        s.fail(str(exc), ExitCode.USAGE)
     manifest: dict[str, Any] = {
         "chain_name": name or info.chain_name,
         "entrypoint": info.entrypoint,
-        "source_file": path.relative_to(root).as_posix(),
+        "source_file": path.relative_to(path.parent).as_posix(),
         "chainlets": [c.manifest() for c in info.chainlets],
     }
     if environment:
         manifest["environment"] = environment
-    console.print(
+    s.note(
         f"pushing chain [bold]{manifest['chain_name']}[/bold] ({len(info.chainlets)} chainlets, "
-        f"{len(archive) // 1024} KiB) to {url}"
+        f"{len(archive) // 1024} KiB) to {s.settings.url}"
     )
-    headers = {"Authorization": f"Bearer {api_key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        try:
-            response = client.post(
-                "/v1/chains/deploy",
-                data={"manifest": json.dumps(manifest)},
-                files={"source": ("source.tar.gz", archive, "application/gzip")},
-            )
-        except httpx.HTTPError as exc:
-            _fail(console, f"cannot reach {url}: {exc}")
-        if response.status_code != 200:
-            _fail(console, _error_text(response))
-        body = response.json()
-        chain_id = body["chain_id"]
-        deployment = body["chain_deployment"]
-        console.print(f"chain {chain_id}, deployment {deployment['id']} ({deployment['status']})")
-        if wait:
-            _wait(console, client, chain_id, deployment["id"], timeout)
-    print(json.dumps({"chain_id": chain_id, "chain_deployment_id": deployment["id"]}))
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return f"{response.status_code} {body.get('code', '')}: {body.get('error', body)}"
-    except ValueError:
-        return f"{response.status_code}: {response.text[:500]}"
-
-
-def _table(deployment: dict[str, Any]) -> Table:
-    table = Table(title=f"deployment {deployment['id']}: {deployment['status']}")
-    table.add_column("chainlet")
-    table.add_column("instance type")
-    table.add_column("status")
-    table.add_column("replicas", justify="right")
-    for chainlet in deployment["chainlets"]:
-        table.add_row(
-            chainlet["name"],
-            chainlet["instance_type_name"],
-            chainlet["status"],
-            str(chainlet["active_replica_count"]),
-        )
-    return table
+    deployed = s.client.chains.deploy(manifest, source=archive, timeout=120)
+    chain_id, deployment = deployed.chain_id, deployed.chain_deployment
+    s.note(f"chain {chain_id}, deployment {deployment.id} ({deployment.status.value})")
+    status = deployment.status.value
+    if wait:
+        status = _wait(s, chain_id, deployment.id, environment, timeout)
+    typer.echo(
+        json.dumps({"chain_id": chain_id, "chain_deployment_id": deployment.id, "status": status})
+    )
 
 
 def _wait(
-    console: Console, client: httpx.Client, chain_id: str, deployment_id: str, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    path = f"/v1/chains/{chain_id}/deployments/{deployment_id}"
-    deployment = client.get(path).json()
-    with Live(_table(deployment), console=console, refresh_per_second=4) as live:
-        while deployment["status"] not in FAILED | {"ACTIVE"}:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-            response = client.get(path)
-            if response.status_code != 200:
-                _fail(console, _error_text(response))
-            deployment = response.json()
-            live.update(_table(deployment))
-    if deployment["status"] == "ACTIVE":
-        console.print("[green]ACTIVE[/green]")
+    s: Session, chain_id: str, deployment_id: str, environment: str | None, timeout: float
+) -> str:
+    from chainyard.cli import progress
+
+    try:
+        if environment is None:
+            done = progress.watch_deployment(
+                s.client, s.err, chain_id, deployment_id, timeout=timeout, quiet=s.quiet_progress
+            )
+            status = done.status.value
+        else:
+            env = progress.watch_promotion(
+                s.client,
+                s.err,
+                chain_id,
+                environment,
+                deployment_id=deployment_id,
+                timeout=timeout,
+                quiet=s.quiet_progress,
+            )
+            assert env.current_deployment is not None
+            status = env.current_deployment.status.value
+    except WaitError as exc:
+        if isinstance(exc, DeploymentFailed):
+            _show_failure(s, chain_id, deployment_id)
+        raise
+    s.note(f"[green]{status}[/green]" + (f" in {environment}" if environment else ""))
+    return status
+
+
+def _show_failure(s: Session, chain_id: str, deployment_id: str) -> None:
+    """The failed chainlets' last log lines: usually the build or start error itself."""
+    try:
+        deployment = s.client.deployments.get(chain_id, deployment_id)
+    except NotFound:
         return
-    if deployment["status"] not in FAILED:
-        _fail(console, f"still {deployment['status']} after {timeout:.0f}s")
-    failing = [c for c in deployment["chainlets"] if c["status"] in FAILED] or deployment[
-        "chainlets"
-    ]
-    console.print(f"[red]{deployment['status']}[/red]")
+    s.err.print(f"[red]{deployment.status.value}[/red]")
+    failing = [c for c in deployment.chainlets if c.status.value in FAILED] or deployment.chainlets
     for chainlet in failing:
-        logs = client.get(f"{path}/chainlets/{chainlet['id']}/logs", params={"limit": 500})
-        lines = [entry["message"] for entry in logs.json().get("logs", [])][-20:]
-        console.print(f"[bold]{chainlet['name']}[/bold] ({chainlet['status']}), last log lines:")
-        for line in lines:
-            console.print(f"  {line}", markup=False, highlight=False)
-    sys.exit(1)
+        logs = s.client.deployments.logs(chain_id, deployment_id, chainlet.id, limit=500)
+        s.err.print(f"[bold]{chainlet.name}[/bold] ({chainlet.status.value}), last log lines:")
+        for entry in logs.logs[-_LOG_LINES:]:
+            s.err.print(f"  {entry.message}", markup=False, highlight=False)

@@ -9,16 +9,24 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
+from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
 MAX_CONNECT_ATTEMPTS = 4
 # Requests one chainlet may hold waiting for a free replica slot; past it the gateway answers 429.
 DEFAULT_QUEUE_LIMIT = 256
+
+
+class ReplicaSource(Protocol):
+    """Where the router learns which replicas run: the runtime, or the replicas another server
+    (the leader) publishes."""
+
+    def replicas(self) -> list[ReplicaState]: ...
 
 
 class QueueFull(Exception):
@@ -68,7 +76,7 @@ def _with_error_code(body: bytes, status: int) -> bytes:
 class ReplicaRouter:
     def __init__(
         self,
-        runtime: RuntimeBackend,
+        runtime: ReplicaSource,
         *,
         request_timeout: float = 600.0,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,

@@ -1,8 +1,17 @@
 """Imports every table module, so that `Base.metadata` knows them all (migrations, tests)."""
 
-from chainyard.store import audit_logs, chains, environments, logs, secrets, workspaces
+from chainyard.store import audit_logs, chains, cluster, environments, logs, secrets, workspaces
 from chainyard.store.base import Base
 
 metadata = Base.metadata
 
-__all__ = ["audit_logs", "chains", "environments", "logs", "metadata", "secrets", "workspaces"]
+__all__ = [
+    "audit_logs",
+    "chains",
+    "cluster",
+    "environments",
+    "logs",
+    "metadata",
+    "secrets",
+    "workspaces",
+]

@@ -1,4 +1,4 @@
-"""The `chainyard` command: `admin create-key` and `serve`, run as subprocesses."""
+"""`chainyard serve` and `chainyard admin create-key`, run as subprocesses."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from chainyard.api.app import create_app
+from chainyard.cli.main import app
 from chainyard.config import ServerConfig
 
 _ENTRY = pathlib.Path(sys.executable).parent / "chainyard"
@@ -39,6 +41,14 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _admin(*args: str) -> subprocess.CompletedProcess[str]:
+    """`chainyard admin ...` in process (a subprocess would spend seconds importing the server
+    for each call); the entry point itself is covered by the `serve` tests below."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("CHAINYARD_")}
+    result = CliRunner().invoke(app, ["admin", *args], env=env)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 @pytest.fixture
 def server_on(tmp_path: pathlib.Path) -> Iterator[object]:
     """Factory for an in-process server on a data dir the CLI wrote to."""
@@ -60,14 +70,13 @@ def test_create_key_prints_a_key_that_authenticates(
     tmp_path: pathlib.Path, server_on: object
 ) -> None:
     data_dir = tmp_path / "data"
-    manage = _run("admin", "create-key", "--workspace", "team1", "--data-dir", str(data_dir))
+    manage = _admin("create-key", "--workspace", "team1", "--data-dir", str(data_dir))
     assert manage.returncode == 0, manage.stderr
     key = manage.stdout.strip().splitlines()[-1]
     assert "." in key and " " not in key and len(key) >= 40
     assert "team1" in manage.stdout
 
-    invoke = _run(
-        "admin",
+    invoke = _admin(
         "create-key",
         "--workspace",
         "team1",
@@ -102,18 +111,16 @@ def test_create_key_prints_a_key_that_authenticates(
 
 def test_create_key_rejects_bad_input(tmp_path: pathlib.Path) -> None:
     data_dir = str(tmp_path / "data")
-    bad_type = _run(
-        "admin", "create-key", "--workspace", "t", "--type", "ROOT", "--data-dir", data_dir
-    )
+    bad_type = _admin("create-key", "--workspace", "t", "--type", "ROOT", "--data-dir", data_dir)
     assert bad_type.returncode != 0
     assert "ROOT" in bad_type.stderr and "key type" in bad_type.stderr
     assert "Traceback" not in bad_type.stderr + bad_type.stdout
 
-    bad_workspace = _run("admin", "create-key", "--workspace", "no spaces", "--data-dir", data_dir)
+    bad_workspace = _admin("create-key", "--workspace", "no spaces", "--data-dir", data_dir)
     assert bad_workspace.returncode != 0
     assert "workspace" in bad_workspace.stderr
 
-    missing = _run("admin", "create-key", "--data-dir", data_dir)
+    missing = _admin("create-key", "--data-dir", data_dir)
     assert missing.returncode != 0
     assert "--workspace" in missing.stderr
 

@@ -1,0 +1,490 @@
+"""`Client`: the blocking client. `AsyncClient` (async_client.py) mirrors it method for method."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from chainyard.schemas import (
+    ActivateResponseV1,
+    APIKeyCategory,
+    APIKeysV1,
+    APIKeyTombstoneV1,
+    APIKeyV1,
+    AuditLogEventTypeGroupV1,
+    AuditLogSortDirectionV1,
+    AuditLogSourceV1,
+    ChainDeploymentsV1,
+    ChainDeploymentTombstoneV1,
+    ChainDeploymentV1,
+    ChainEnvironmentsV1,
+    ChainEnvironmentV1,
+    ChainletEnvironmentSettingsRequestV1,
+    ChainsV1,
+    ChainTombstoneV1,
+    ChainV1,
+    DeactivateResponseV1,
+    DeployManifest,
+    DeployResponse,
+    GetLogsResponseV1,
+    InstanceTypePricesV1,
+    InstanceTypesV1,
+    ListAuditLogsResponseV1,
+    LogLevelV1,
+    SecretsV1,
+    SecretTombstoneV1,
+    SecretV1,
+    SortOrderV1,
+    UpdateAutoscalingSettingsResponseV1,
+    UpdateAutoscalingSettingsV1,
+    UpdateChainEnvironmentResponseV1,
+    UpdateChainletEnvironmentInstanceTypeResponseV1,
+    UpdatePromotionSettingsV1,
+)
+from chainyard.sdk import _http, _ops
+from chainyard.sdk._waits import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    ActiveWatch,
+    PromotionWatch,
+    Step,
+    backoff,
+)
+from chainyard.sdk.errors import NotFound, RateLimited
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class _Resource:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _call(self, op: _ops.Op[T]) -> T:
+        return self._client._call(op)
+
+
+class Chains(_Resource):
+    """Chains, deploys, audit logs, and calling a chain (`run_remote`, `wake`)."""
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> ChainsV1:
+        """Chains of the workspace; without `limit`, all of them."""
+        return self._call(_ops.list_chains(limit=limit, after=after))
+
+    def iter(self, *, page_size: int = 100) -> Iterator[ChainV1]:
+        """Every chain, fetched `page_size` at a time."""
+        after: str | None = None
+        while True:
+            page = self.list(limit=page_size, after=after).chains
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].id
+
+    def get(self, chain_id: str) -> ChainV1:
+        return self._call(_ops.get_chain(chain_id))
+
+    def delete(self, chain_id: str) -> ChainTombstoneV1:
+        return self._call(_ops.delete_chain(chain_id))
+
+    def deploy(
+        self,
+        manifest: DeployManifest | Mapping[str, Any],
+        *,
+        source: bytes | None = None,
+        timeout: float | None = None,
+    ) -> DeployResponse:
+        """Creates a deployment from a manifest; `source` is the chain's directory as .tar.gz."""
+        return self._call(_ops.deploy(manifest, source=source, timeout=timeout))
+
+    def audit_logs(
+        self,
+        chain_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        direction: AuditLogSortDirectionV1 | str | None = None,
+        search: str | None = None,
+        event_type_groups: Iterable[AuditLogEventTypeGroupV1 | str] | None = None,
+        chain_deployment_ids: Iterable[str] | None = None,
+        environment_names: Iterable[str] | None = None,
+        sources: Iterable[AuditLogSourceV1 | str] | None = None,
+        start_epoch_millis: int | None = None,
+        end_epoch_millis: int | None = None,
+    ) -> ListAuditLogsResponseV1:
+        return self._call(
+            _ops.audit_logs(
+                chain_id,
+                cursor=cursor,
+                limit=limit,
+                direction=direction,
+                search=search,
+                event_type_groups=event_type_groups,
+                chain_deployment_ids=chain_deployment_ids,
+                environment_names=environment_names,
+                sources=sources,
+                start_epoch_millis=start_epoch_millis,
+                end_epoch_millis=end_epoch_millis,
+            )
+        )
+
+    def run_remote(
+        self,
+        chain_id: str,
+        data: Any,
+        *,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Calls the chain's entrypoint with `data` (its `run_remote` arguments as JSON) and
+        returns what it answers. Production by default; or an `environment`, or a deployment."""
+        return self._call(
+            _ops.run_remote(
+                chain_id,
+                data,
+                environment=environment,
+                deployment_id=deployment_id,
+                timeout=timeout,
+            )
+        )
+
+    def wake(
+        self, chain_id: str, *, environment: str | None = None, deployment_id: str | None = None
+    ) -> None:
+        """Starts a scaled-to-zero deployment without sending it a request."""
+        self._call(_ops.wake(chain_id, environment=environment, deployment_id=deployment_id))
+
+
+class Deployments(_Resource):
+    """Deployments of a chain, their activation, and their chainlets' logs."""
+
+    def list(
+        self, chain_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> ChainDeploymentsV1:
+        """Newest first; without `limit`, all of them."""
+        return self._call(_ops.list_deployments(chain_id, limit=limit, before=before))
+
+    def iter(self, chain_id: str, *, page_size: int = 100) -> Iterator[ChainDeploymentV1]:
+        before: str | None = None
+        while True:
+            page = self.list(chain_id, limit=page_size, before=before).deployments
+            yield from page
+            if len(page) < page_size:
+                return
+            before = page[-1].id
+
+    def get(self, chain_id: str, deployment_id: str) -> ChainDeploymentV1:
+        return self._call(_ops.get_deployment(chain_id, deployment_id))
+
+    def delete(self, chain_id: str, deployment_id: str) -> ChainDeploymentTombstoneV1:
+        return self._call(_ops.delete_deployment(chain_id, deployment_id))
+
+    def activate(self, chain_id: str, deployment_id: str) -> ActivateResponseV1:
+        return self._call(_ops.activate_deployment(chain_id, deployment_id))
+
+    def deactivate(self, chain_id: str, deployment_id: str) -> DeactivateResponseV1:
+        return self._call(_ops.deactivate_deployment(chain_id, deployment_id))
+
+    def logs(
+        self,
+        chain_id: str,
+        deployment_id: str,
+        chainlet_id: str,
+        *,
+        start_epoch_millis: int | None = None,
+        end_epoch_millis: int | None = None,
+        direction: SortOrderV1 | str | None = None,
+        limit: int | None = None,
+        min_level: LogLevelV1 | str | None = None,
+        replica: str | None = None,
+        request_id: str | None = None,
+        search_pattern: str | None = None,
+        includes: Iterable[str] | None = None,
+        excludes: Iterable[str] | None = None,
+    ) -> GetLogsResponseV1:
+        """A chainlet's build and replica output (the last 30 minutes unless a window is given)."""
+        return self._call(
+            _ops.chainlet_logs(
+                chain_id,
+                deployment_id,
+                chainlet_id,
+                start_epoch_millis=start_epoch_millis,
+                end_epoch_millis=end_epoch_millis,
+                direction=direction,
+                limit=limit,
+                min_level=min_level,
+                replica=replica,
+                request_id=request_id,
+                search_pattern=search_pattern,
+                includes=includes,
+                excludes=excludes,
+            )
+        )
+
+    def wait_until_active(
+        self,
+        chain_id: str,
+        deployment_id: str,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        on_update: Callable[[ChainDeploymentV1], None] | None = None,
+    ) -> ChainDeploymentV1:
+        """Polls until the deployment is ACTIVE. Raises `DeploymentFailed` when it ends in a
+        failed or inactive status, `WaitTimeout` when `timeout` seconds pass first."""
+        watch = ActiveWatch(chain_id, deployment_id, timeout)
+        while True:
+            try:
+                deployment = self.get(chain_id, deployment_id)
+            except RateLimited as exc:
+                # A poll told to slow down waits as long as it is told, then looks again.
+                if watch.deadline.passed():
+                    raise watch.timed_out() from exc
+                time.sleep(watch.deadline.sleep_for(backoff(exc, poll_interval)))
+                continue
+            if on_update is not None:
+                on_update(deployment)
+            if watch.observe(deployment) is Step.DONE:
+                return deployment
+            if watch.deadline.passed():
+                raise watch.timed_out()
+            time.sleep(watch.deadline.sleep_for(poll_interval))
+
+
+class Environments(_Resource):
+    """Environments of a chain, promotion, and per-chainlet settings."""
+
+    def list(self, chain_id: str) -> ChainEnvironmentsV1:
+        return self._call(_ops.list_environments(chain_id))
+
+    def get(self, chain_id: str, environment: str) -> ChainEnvironmentV1:
+        return self._call(_ops.get_environment(chain_id, environment))
+
+    def create(
+        self,
+        chain_id: str,
+        name: str,
+        *,
+        promotion_settings: UpdatePromotionSettingsV1 | Mapping[str, Any] | None = None,
+        chainlet_settings: Sequence[ChainletEnvironmentSettingsRequestV1 | Mapping[str, Any]]
+        | None = None,
+    ) -> ChainEnvironmentV1:
+        return self._call(
+            _ops.create_environment(
+                chain_id,
+                name,
+                promotion_settings=promotion_settings,
+                chainlet_settings=chainlet_settings,
+            )
+        )
+
+    def update(
+        self,
+        chain_id: str,
+        environment: str,
+        *,
+        promotion_settings: UpdatePromotionSettingsV1 | Mapping[str, Any],
+    ) -> UpdateChainEnvironmentResponseV1:
+        """Changes the promotion settings that are given; the others stay."""
+        return self._call(
+            _ops.update_environment(chain_id, environment, promotion_settings=promotion_settings)
+        )
+
+    def promote(
+        self,
+        chain_id: str,
+        environment: str,
+        deployment_id: str,
+        *,
+        scale_down_previous_deployment: bool = True,
+    ) -> ChainDeploymentV1:
+        """Starts promoting; the answer is the deployment being promoted (a copy when the
+        environment's settings differ). Follow it with `wait_until_promoted`."""
+        return self._call(
+            _ops.promote(
+                chain_id,
+                environment,
+                deployment_id,
+                scale_down_previous_deployment=scale_down_previous_deployment,
+            )
+        )
+
+    def update_autoscaling(
+        self,
+        chain_id: str,
+        environment: str,
+        settings: Mapping[str, UpdateAutoscalingSettingsV1 | Mapping[str, Any]],
+    ) -> UpdateAutoscalingSettingsResponseV1:
+        """`settings` maps chainlet names to the autoscaling fields to change."""
+        return self._call(_ops.update_autoscaling(chain_id, environment, settings))
+
+    def update_instance_types(
+        self, chain_id: str, environment: str, instance_types: Mapping[str, str]
+    ) -> UpdateChainletEnvironmentInstanceTypeResponseV1:
+        """`instance_types` maps chainlet names to instance type ids, e.g. {"RandInt": "2x8"};
+        when that changes anything, the answer carries the new deployment being promoted."""
+        return self._call(_ops.update_instance_types(chain_id, environment, instance_types))
+
+    def wait_until_promoted(
+        self,
+        chain_id: str,
+        environment: str,
+        *,
+        deployment_id: str | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        on_update: Callable[[ChainEnvironmentV1], None] | None = None,
+    ) -> ChainEnvironmentV1:
+        """Polls the environment until `deployment_id` (default: its candidate at the first
+        look) is its current deployment, and returns the environment then.
+
+        Raises `PromotionFailed` when the deployment fails or stops being the candidate
+        without becoming current, `PromotionTimeout` when `timeout` seconds pass first.
+        `on_update` is called with every environment seen, for progress displays.
+        """
+        watch = PromotionWatch(chain_id, environment, deployment_id, timeout)
+        while True:
+            try:
+                env = self.get(chain_id, environment)
+            except RateLimited as exc:
+                # A poll told to slow down waits as long as it is told, then looks again.
+                if watch.deadline.passed():
+                    raise watch.timed_out() from exc
+                time.sleep(watch.deadline.sleep_for(backoff(exc, poll_interval)))
+                continue
+            if on_update is not None:
+                on_update(env)
+            step = watch.observe(env)
+            if step is Step.DONE:
+                return env
+            if step is Step.LEFT:
+                assert watch.deployment_id is not None
+                try:
+                    deployment = self._client.deployments.get(chain_id, watch.deployment_id)
+                except NotFound:
+                    raise watch.left(None) from None
+                raise watch.left(deployment)
+            if watch.deadline.passed():
+                raise watch.timed_out()
+            time.sleep(watch.deadline.sleep_for(poll_interval))
+
+
+class InstanceTypes(_Resource):
+    def list(self) -> InstanceTypesV1:
+        return self._call(_ops.list_instance_types())
+
+    def prices(self) -> InstanceTypePricesV1:
+        return self._call(_ops.list_instance_type_prices())
+
+
+class Secrets(_Resource):
+    """Workspace secrets; values can be written, never read back."""
+
+    def list(self) -> SecretsV1:
+        return self._call(_ops.list_secrets())
+
+    def upsert(self, name: str, value: str) -> SecretV1:
+        return self._call(_ops.upsert_secret(name, value))
+
+    def delete(self, name: str) -> SecretTombstoneV1:
+        return self._call(_ops.delete_secret(name))
+
+
+class APIKeys(_Resource):
+    def list(self) -> APIKeysV1:
+        return self._call(_ops.list_api_keys())
+
+    def create(
+        self,
+        *,
+        type: APIKeyCategory | str = APIKeyCategory.WORKSPACE_MANAGE_ALL,
+        name: str | None = None,
+        model_ids: Sequence[str] | None = None,
+    ) -> APIKeyV1:
+        """A new key; the answer is the only time its secret part is shown."""
+        return self._call(_ops.create_api_key(type=type, name=name, model_ids=model_ids))
+
+    def delete(self, prefix: str) -> APIKeyTombstoneV1:
+        return self._call(_ops.delete_api_key(prefix))
+
+
+class Client:
+    """A blocking client of a chainyard server.
+
+    `url` and `api_key` default to CHAINYARD_URL and CHAINYARD_API_KEY, then to
+    http://127.0.0.1:8080 and no key. Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = _http.DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = _http.resolve_url(url)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=_http.default_headers(_http.resolve_key(api_key), headers),
+            timeout=timeout,
+            transport=transport,
+        )
+        self.chains = Chains(self)
+        self.deployments = Deployments(self)
+        self.environments = Environments(self)
+        self.instance_types = InstanceTypes(self)
+        self.secrets = Secrets(self)
+        self.api_keys = APIKeys(self)
+
+    def _call(self, op: _ops.Op[T]) -> T:
+        try:
+            response = self._http.request(op.method, op.path, **_http.request_kwargs(op))
+        except httpx.HTTPError as exc:
+            raise _http.connection_failed(exc, self.url) from exc
+        return _http.finish(op, response)
+
+    def health(self) -> Any:
+        """The server's `/healthz` answer (needs no key)."""
+        return self._call(_ops.health())
+
+    def wait_until_promoted(
+        self,
+        chain_id: str,
+        environment: str,
+        *,
+        deployment_id: str | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        on_update: Callable[[ChainEnvironmentV1], None] | None = None,
+    ) -> ChainEnvironmentV1:
+        """Same as `environments.wait_until_promoted`."""
+        return self.environments.wait_until_promoted(
+            chain_id,
+            environment,
+            deployment_id=deployment_id,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_update=on_update,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,259 @@
+"""Live figures for the dashboard: replicas and requests per chainlet, now and over the last
+minutes (a chainyard extension; Baseten's API has no such resource).
+
+Replica and request counts live in memory (the runtime, the gateway), so `LiveSampler` reads them
+once a second and keeps what changed. What the store wants (desired replicas, statuses) is read per
+request, in the same lookup that enforces workspace isolation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
+
+from chainyard.schemas.common import DeploymentStatusV1
+from chainyard.schemas.live import ChainletLive, DeploymentLive, EnvironmentLive, LiveSeries
+from chainyard.services import lookups
+from chainyard.services.context import Actor, Core
+from chainyard.store.chains import ChainDeployment
+
+log = logging.getLogger("chainyard.live")
+
+SAMPLE_INTERVAL = 1.0
+WINDOW_SECONDS = 600
+
+# (chainlet id, replica phase) for every replica the runtime knows.
+ReplicaSource = Callable[[], Iterable[tuple[str, str]]]
+CountSource = Callable[[], Mapping[str, int | float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    ready: int = 0
+    starting: int = 0
+    in_flight: int = 0
+    queued: int = 0
+
+
+ZERO = Figures()
+
+
+class LiveSampler:
+    """Keeps, per chainlet, the points where its figures changed during the last `window` seconds.
+
+    Storing changes rather than every sample keeps an idle fleet at one point per chainlet, and a
+    chainlet that stayed at zero for the whole window is forgotten; a busy one is bounded by one
+    point per sample.
+    """
+
+    def __init__(
+        self,
+        replicas: ReplicaSource,
+        in_flight: CountSource,
+        queued: CountSource,
+        *,
+        interval: float = SAMPLE_INTERVAL,
+        window: int = WINDOW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._replicas = replicas
+        self._in_flight = in_flight
+        self._queued = queued
+        self.interval = interval
+        self.window = window
+        self.clock = clock
+        self.started_at = clock()
+        self._points: dict[str, collections.deque[tuple[float, Figures]]] = {}
+        self._maxlen = int(window / interval) + 2
+        self._task: asyncio.Task[None] | None = None
+
+    def read(self) -> dict[str, Figures]:
+        """The figures now, for every chainlet that has replicas or requests."""
+        ready: collections.Counter[str] = collections.Counter()
+        starting: collections.Counter[str] = collections.Counter()
+        for chainlet_id, phase in self._replicas():
+            if phase == "READY":
+                ready[chainlet_id] += 1
+            elif phase == "STARTING":
+                starting[chainlet_id] += 1
+        in_flight = self._in_flight()
+        queued = self._queued()
+        out: dict[str, Figures] = {}
+        for chainlet_id in set(ready) | set(starting) | set(in_flight) | set(queued):
+            figures = Figures(
+                ready=ready[chainlet_id],
+                starting=starting[chainlet_id],
+                in_flight=int(in_flight.get(chainlet_id, 0)),
+                queued=int(queued.get(chainlet_id, 0)),
+            )
+            if figures != ZERO:
+                out[chainlet_id] = figures
+        return out
+
+    def sample(self) -> None:
+        now = self.clock()
+        figures = self.read()
+        horizon = now - self.window
+        for chainlet_id in set(figures) | set(self._points):
+            value = figures.get(chainlet_id, ZERO)
+            points = self._points.get(chainlet_id)
+            if points is None:
+                points = self._points[chainlet_id] = collections.deque(maxlen=self._maxlen)
+            if not points or points[-1][1] != value:
+                points.append((now, value))
+            # Keep the last point at or before the horizon: it says what held when the window
+            # starts.
+            while len(points) >= 2 and points[1][0] <= horizon:
+                points.popleft()
+            if len(points) == 1 and points[0][1] == ZERO and points[0][0] <= horizon:
+                del self._points[chainlet_id]
+
+    def series(
+        self, chainlet_id: str, since: float, latest: tuple[float, Figures] | None = None
+    ) -> LiveSeries:
+        """Change points from `since` on; the first one is moved to `since` when it is older.
+        `latest` (figures read just now) ends the series, so that it agrees with them rather
+        than lagging up to one sample behind."""
+        start = max(since, self.started_at)
+        points = list(self._points.get(chainlet_id, ()))
+        # An untracked chainlet has had nothing running since `start` (or was never sampled).
+        kept = [p for p in points if p[0] > start]
+        before = [p for p in points if p[0] <= start]
+        head = (start, before[-1][1] if before else ZERO)
+        if not kept or kept[0][0] > start:
+            kept.insert(0, head)
+        if latest is not None and latest[1] != kept[-1][1] and latest[0] > kept[-1][0]:
+            kept.append(latest)
+        return LiveSeries(
+            t=[round(t, 3) for t, _ in kept],
+            ready=[f.ready for _, f in kept],
+            starting=[f.starting for _, f in kept],
+            in_flight=[f.in_flight for _, f in kept],
+            queued=[f.queued for _, f in kept],
+        )
+
+    def tracked(self) -> int:
+        return len(self._points)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chainyard-live-sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception:
+                # A broken sample must not end the dashboard's plots for the server's lifetime.
+                log.exception("live sample failed; retrying")
+            await asyncio.sleep(self.interval)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChainletRow:
+    id: str
+    name: str
+    status: DeploymentStatusV1
+    instance_type_id: str
+    instance_type_name: str
+    desired_replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _DeploymentRow:
+    id: str
+    role: Literal["current", "candidate"]
+    status: DeploymentStatusV1
+    chainlets: list[_ChainletRow]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvironmentRows:
+    """What the store says about an environment's deployments, read in one transaction."""
+
+    chain_id: str
+    environment: str
+    deployments: list[_DeploymentRow]
+
+
+def read_environment(core: Core, actor: Actor, chain_id: str, env_name: str) -> EnvironmentRows:
+    with core.db.read() as session:
+        chain = lookups.chain(session, actor, chain_id)
+        env = lookups.environment(session, chain, env_name)
+        found = []
+        roles: tuple[tuple[Literal["current", "candidate"], str | None], ...] = (
+            ("current", env.current_deployment_id),
+            ("candidate", env.candidate_deployment_id),
+        )
+        for role, deployment_id in roles:
+            if not deployment_id:
+                continue
+            row = session.get(ChainDeployment, deployment_id)
+            if row is None:
+                continue
+            chainlets = []
+            for c in sorted(row.chainlets, key=lambda c: c.position):
+                it = core.catalogue.get(c.instance_type_id)
+                chainlets.append(
+                    _ChainletRow(
+                        id=c.id,
+                        name=c.name,
+                        status=DeploymentStatusV1(c.status),
+                        instance_type_id=c.instance_type_id,
+                        instance_type_name=it.name if it else c.instance_type_id,
+                        desired_replicas=c.desired_replicas,
+                    )
+                )
+            found.append(_DeploymentRow(row.id, role, DeploymentStatusV1(row.status), chainlets))
+        return EnvironmentRows(chain_id=chain.id, environment=env.name, deployments=found)
+
+
+def environment_live(
+    rows: EnvironmentRows, sampler: LiveSampler, window_seconds: int
+) -> EnvironmentLive:
+    """Joins the store's rows with the sampler's figures. Runs on the event loop, where the
+    sampler writes, so no lock is needed."""
+    now = sampler.clock()
+    figures = sampler.read()
+    since = now - window_seconds
+    deployments = []
+    for d in rows.deployments:
+        out = []
+        for c in d.chainlets:
+            f = figures.get(c.id, ZERO)
+            out.append(
+                ChainletLive(
+                    id=c.id,
+                    name=c.name,
+                    status=c.status,
+                    instance_type_id=c.instance_type_id,
+                    instance_type_name=c.instance_type_name,
+                    replicas_desired=c.desired_replicas,
+                    replicas_ready=f.ready,
+                    replicas_starting=f.starting,
+                    in_flight=f.in_flight,
+                    queued=f.queued,
+                    series=sampler.series(c.id, since, latest=(now, f)),
+                )
+            )
+        deployments.append(DeploymentLive(id=d.id, role=d.role, status=d.status, chainlets=out))
+    return EnvironmentLive(
+        chain_id=rows.chain_id,
+        environment=rows.environment,
+        now=round(now, 3),
+        window_seconds=window_seconds,
+        sample_interval_seconds=sampler.interval,
+        deployments=deployments,
+    )

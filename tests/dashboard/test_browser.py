@@ -1,0 +1,208 @@
+"""The dashboard in Debian's Chromium, driven by Playwright: sign in, open a chain and its
+environment, change a chainlet's instance type, and watch the new deployment get promoted without
+a reload. Screenshots of each step go to the test run's artifacts (see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.dashboard.conftest import KEY, Server
+from tests.support.server import hello_manifest
+
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not shutil.which("chromium"),
+        reason="Debian's chromium is not installed (`make install` installs it)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+    # Chromium's sandbox cannot start as root (as in CI containers); /dev/shm is small there.
+    args = ["--disable-dev-shm-usage"]
+    if os.geteuid() == 0:
+        args.append("--no-sandbox")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, headless=True, args=args)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(20_000)
+    yield opened
+    context.close()
+
+
+def _collect_problems(page: Any) -> list[str]:
+    """Uncaught errors and console errors of the page; a refused request (the wrong key at sign
+    in) is logged by Chromium as a console error and is expected."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    def console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(f"console: {message.text}")
+
+    page.on("console", console)
+    return problems
+
+
+def _deployed_chain(server: Server) -> tuple[str, str, str]:
+    name = f"dash-{uuid.uuid4().hex[:6]}"
+    with server.client() as client:
+        response = client.post("/v1/chains/deploy", json=hello_manifest(chain_name=name))
+        assert response.status_code == 200, response.text
+        body = response.json()
+    chain_id, dep_id = body["chain_id"], body["chain_deployment"]["id"]
+    _wait_current(server, chain_id, dep_id)
+    return name, chain_id, dep_id
+
+
+def _wait_current(server: Server, chain_id: str, dep_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    with server.client() as client:
+        while True:
+            env: dict[str, Any] = client.get(
+                f"/v1/chains/{chain_id}/environments/production"
+            ).json()
+            current = env["current_deployment"]
+            if current and current["id"] == dep_id and current["status"] == "ACTIVE":
+                return env
+            assert time.monotonic() < deadline, f"{dep_id} never served production: {env}"
+            time.sleep(0.1)
+
+
+def test_change_an_instance_type_and_watch_the_promotion(
+    page: Any, server: Server, artifacts: pathlib.Path
+) -> None:
+    name, chain_id, first = _deployed_chain(server)
+    problems = _collect_problems(page)
+    expect = playwright_api.expect
+    step = iter(range(1, 100))
+
+    def shot(label: str) -> None:
+        page.screenshot(path=str(artifacts / f"{next(step):02d}-{label}.png"), full_page=True)
+
+    try:
+        page.goto(server.url + "/")
+        expect(page.get_by_test_id("api-key")).to_be_visible()
+        expect(page.get_by_test_id("sign-out")).to_be_hidden()
+        page.get_by_test_id("api-key").fill("wrong1.not-a-key-at-all-0000000000")
+        page.get_by_test_id("sign-in").click()
+        expect(page.get_by_test_id("signin-error")).to_contain_text("not accepted")
+        shot("sign-in-refused")
+
+        page.get_by_test_id("api-key").fill(KEY)
+        page.get_by_test_id("sign-in").click()
+        row = page.locator(f"[data-testid=chain-row][data-chain-id='{chain_id}']")
+        expect(row).to_contain_text(name)
+        expect(page.locator("#who")).to_contain_text("dashboard1")
+        shot("chains")
+
+        row.get_by_test_id("chain-link").click()
+        expect(page.get_by_test_id("chain-name")).to_have_text(name)
+        env_row = page.locator("[data-testid=environment-row][data-environment='production']")
+        expect(env_row).to_contain_text(first)
+        shot("chain")
+
+        env_row.get_by_test_id("environment-link").click()
+        expect(page.get_by_test_id("current-deployment-id")).to_have_text(first)
+        randint = page.locator("[data-testid=env-chainlet-row][data-chainlet='RandInt']")
+        expect(randint.get_by_test_id("chainlet-instance-type")).to_have_text("1x2")
+        expect(randint.get_by_test_id("chainlet-replicas")).to_have_text("1/1")
+        expect(page.get_by_test_id("chainlet-chart")).to_have_count(2)
+        shot("environment")
+        # Survives only if the page is never reloaded from here on.
+        page.evaluate("window.__sameDocument = true")
+
+        randint.get_by_test_id("change-instance-type").click()
+        dialog = page.get_by_test_id("instance-type-dialog")
+        dialog.get_by_test_id("instance-type-select").select_option("2x8")
+        shot("instance-type-dialog")
+        dialog.get_by_test_id("dialog-ok").click()
+
+        confirm = page.get_by_test_id("confirm-instance-type")
+        expect(confirm).to_contain_text("RandInt moves from 1x2 to 2x8")
+        expect(confirm).to_contain_text(
+            "A new deployment will be created and promoted into production"
+        )
+        shot("confirmation")
+        confirm.get_by_test_id("dialog-ok").click()
+
+        banner = page.get_by_test_id("promotion-banner")
+        expect(banner).to_be_visible()
+        shot("promotion-started")
+        second = banner.get_attribute("data-deployment-id")
+        assert second and second != first
+
+        expect(banner).to_have_attribute("data-state", "promoted", timeout=30_000)
+        expect(banner).to_contain_text(f"It replaced {first}")
+        expect(page.get_by_test_id("current-deployment-id")).to_have_text(second)
+        expect(page.get_by_test_id("current-deployment-status")).to_have_text("ACTIVE")
+        expect(randint.get_by_test_id("chainlet-instance-type")).to_have_text("2x8")
+        expect(randint.get_by_test_id("chainlet-replicas")).to_have_text("1/1")
+        expect(page.get_by_test_id("candidate-deployment")).to_contain_text("No promotion running")
+        assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+        shot("promoted")
+
+        # Autoscaling changes apply to the running deployment: no new deployment, no promotion.
+        hello = page.locator("[data-testid=env-chainlet-row][data-chainlet='HelloWorld']")
+        hello.get_by_test_id("change-autoscaling").click()
+        page.get_by_test_id("autoscaling-max_replica").fill("3")
+        page.get_by_test_id("autoscaling-dialog").get_by_test_id("dialog-ok").click()
+        confirm = page.get_by_test_id("confirm-autoscaling")
+        expect(confirm).to_contain_text("max_replica 1 → 3")
+        expect(confirm).to_contain_text("no new deployment is created")
+        shot("autoscaling-confirmation")
+        confirm.get_by_test_id("dialog-ok").click()
+        expect(page.get_by_test_id("flash")).to_have_text("Autoscaling of HelloWorld updated.")
+        expect(hello).to_contain_text("0\u20133")  # "0-3" with an en dash: min to max replicas
+        expect(page.get_by_test_id("current-deployment-id")).to_have_text(second)
+
+        # The API agrees with what the page shows.
+        env = _wait_current(server, chain_id, second)
+        settings = {s["chainlet_name"]: s for s in env["chainlet_settings"]}
+        assert settings["RandInt"]["instance_type"]["id"] == "2x8"
+        assert settings["HelloWorld"]["autoscaling_settings"]["max_replica"] == 3
+        running = {c["name"]: c for c in env["current_deployment"]["chainlets"]}
+        assert running["RandInt"]["instance_type_name"] == "2 vCPU, 8 GiB"
+
+        page.get_by_test_id("current-deployment-id").click()
+        expect(page.get_by_test_id("deployment-status")).to_have_text("ACTIVE")
+        chainlet = page.locator("[data-testid=chainlet-row][data-chainlet='RandInt']")
+        expect(chainlet).to_contain_text("2 vCPU, 8 GiB")
+        shot("deployment")
+
+        chainlet.get_by_test_id("logs-link").click()
+        expect(page.get_by_test_id("logs")).to_contain_text("built RandInt (simulated)")
+        shot("chainlet-logs")
+
+        page.get_by_test_id("sign-out").click()
+        expect(page.get_by_test_id("api-key")).to_be_visible()
+        assert page.evaluate("sessionStorage.length") == 0
+        shot("signed-out")
+        assert problems == []
+    except BaseException:
+        page.screenshot(path=str(artifacts / "failure.png"), full_page=True)
+        print(f"browser: {problems}\nserver log:\n{server.log_tail()}")
+        raise
