@@ -64,6 +64,8 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self._busy_callees: set[tuple[str, str]] = set()
+        # Deployments that run nothing more: released from the runtime once no replica is left.
+        self._releasable: set[str] = set()
         # What each chainlet looked like when last scanned: (deployment id, dependencies), and
         # its ready replica count, to notice replicas that changed between full scans.
         self._shape: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -154,6 +156,9 @@ class Reconciler:
             self._ready_seen.pop(chainlet_id, None)
             for replica in observed[chainlet_id]:
                 await self._stop(replica.replica_id)
+                # Deleted, or no longer wanted at all: once its replicas are gone, what the
+                # runtime keeps for the deployment goes too.
+                self._releasable.add(replica.deployment_id)
         # Callers still running hold on to their dependencies: a chainlet going to zero keeps its
         # replicas until no chainlet that calls it has any, so in-flight requests can finish.
         self._busy_callees = {
@@ -175,12 +180,22 @@ class Reconciler:
         await asyncio.to_thread(observations.apply_updates, self.core, updates)
         # Gradual promotions move one step per tick, from the ready counts just recorded.
         await asyncio.to_thread(rollouts.advance, self.core)
+        await self._release_idle_deployments(observed)
         lines = self.runtime.drain_logs()
         if lines:
             await asyncio.to_thread(observations.record_replica_logs, self.core, lines)
         # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
         if any(u.events for u in updates):
             self._wake.set()
+
+    async def _release_idle_deployments(self, observed: dict[str, list[ReplicaState]]) -> None:
+        busy = {r.deployment_id for replicas in observed.values() for r in replicas}
+        for deployment_id in sorted(self._releasable - busy):
+            self._releasable.discard(deployment_id)
+            try:
+                await self.runtime.release_deployment(deployment_id)
+            except Exception:
+                log.exception("releasing deployment %s failed", deployment_id)
 
     def _at_rest(self, g: ChainletGlance, replicas: list[ReplicaState]) -> bool:
         """ACTIVE, wanting exactly what runs, all of it ready, and seen before (its shape is
@@ -209,6 +224,7 @@ class Reconciler:
             self._cancel_build(w.chainlet_id)
             for r in live:
                 await self._stop(r.replica_id)
+            self._releasable.add(w.deployment_id)
             if w.status == S.DEACTIVATING and not replicas:
                 update.events.append((Event.STOPPED, None))
             return self._finish(update, w, ready=0)

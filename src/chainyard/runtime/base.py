@@ -90,6 +90,10 @@ class RuntimeBackend(abc.ABC):
     @abc.abstractmethod
     async def stop_replica(self, replica_id: str) -> None: ...
 
+    async def release_deployment(self, deployment_id: str) -> None:  # noqa: B027 - optional
+        """The deployment will run no more replicas (deactivated or deleted): free what the
+        backend keeps for it between replicas (the local runtime's host process)."""
+
     def drain_logs(self) -> list[tuple[str, str, str]]:
         """Replica output since the last call: (chainlet id, replica id, line)."""
         return []

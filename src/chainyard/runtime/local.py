@@ -191,6 +191,15 @@ class LocalRuntime(RuntimeBackend):
             os.kill(replica.pid, signal.SIGTERM)
         asyncio.get_running_loop().call_later(STOP_GRACE, self._kill_if_alive, replica.pid)
 
+    async def release_deployment(self, deployment_id: str) -> None:
+        for key, host in list(self._hosts.items()):
+            if key[0] != deployment_id:
+                continue
+            if any(r.host_key == key and not r.stopping for r in self._replicas.values()):
+                continue  # a replica still runs there (or starts): not released yet
+            del self._hosts[key]
+            await self._stop_host(host)
+
     def replicas(self) -> list[ReplicaState]:
         return [
             ReplicaState(
