@@ -24,6 +24,16 @@ def postgres_admin_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A two-node Ray cluster on this machine (head + a node with an A10G), for the whole run."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from tests.support.ray_cluster import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
     if request.param == "sqlite":

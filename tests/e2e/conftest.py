@@ -1,4 +1,8 @@
-"""A real `chainyard serve` process on the local runtime, and `chainyard push` as a user runs it."""
+"""A real `chainyard serve` process, and `chainyard push` as a user runs it.
+
+`live_server` runs every end-to-end module twice: on the local runtime, and on the Ray runtime
+against the two-node Ray cluster of the test session (tests/support/ray_cluster.py).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from tests.support.ray_cluster import RayCluster
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY = "e2eadmin1.0123456789abcdefghijklmnop"
 CHAINYARD = [sys.executable, "-m", "chainyard.cli.main"]
+# On the Ray runtime: how long a replica that no node can take waits before it fails.
+RAY_UNSCHEDULABLE_TIMEOUT = 10.0
 
 
 def _free_port() -> int:
@@ -27,8 +36,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def host_processes(data_dir: pathlib.Path) -> list[int]:
-    """Replica hosts and replicas (forked hosts share the command line) serving from data_dir."""
+def host_processes(data_dir: pathlib.Path | str) -> list[int]:
+    """Replica hosts and replicas (forked hosts share the command line) serving from data_dir
+    (on Ray: from a working dir under the cluster's temp dir)."""
     pids = []
     for proc in pathlib.Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -48,13 +58,35 @@ class LiveServer:
     port: int
     log: pathlib.Path
     process: subprocess.Popen[bytes] | None = None
+    runtime: str = "local"
+    ray: RayCluster | None = None
+    ray_unschedulable_timeout: float = RAY_UNSCHEDULABLE_TIMEOUT
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def replica_processes(self) -> list[int]:
+        return host_processes(self.ray.root if self.ray is not None else self.data_dir)
+
+    def _runtime_args(self) -> tuple[list[str], dict[str, str]]:
+        if self.runtime == "local":
+            return [], {}
+        args = ["--runtime", self.runtime]
+        if self.runtime != "ray":
+            return args, {}
+        # Chainlet data dirs where the local runtime keeps them (every node is this machine).
+        env = {"CHAINYARD_RAY_DATA_DIR": str(self.data_dir.resolve() / "chainlet-data")}
+        args += ["--ray-unschedulable-timeout", str(self.ray_unschedulable_timeout)]
+        if self.ray is not None:
+            env.update(self.ray.env)
+            args += ["--ray-address", self.ray.address]
+        return args, env
+
     def start(self) -> None:
-        env = {**os.environ, "CHAINYARD_BOOTSTRAP_API_KEY": KEY}
+        runtime_args, runtime_env = self._runtime_args()
+        env = {**os.environ, **runtime_env, **self.env, "CHAINYARD_BOOTSTRAP_API_KEY": KEY}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -66,6 +98,7 @@ class LiveServer:
                     str(self.data_dir),
                     "--reconcile-interval",
                     "0.1",
+                    *runtime_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -110,10 +143,15 @@ class LiveServer:
         )
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("live")
     server = LiveServer(data_dir=root / "data", port=_free_port(), log=root / "server.log")
+    if request.param == "ray":
+        server.runtime = "ray"
+        server.ray = request.getfixturevalue("ray_cluster")
     server.start()
     yield server
     server.stop()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO, LiveServer, host_processes, wait_for
+from tests.e2e.conftest import REPO, LiveServer, wait_for
 
 HELLO = REPO / "examples" / "hello_world" / "chain.py"
 PIPELINE = REPO / "examples" / "text_pipeline" / "chain.py"
@@ -221,9 +221,9 @@ def test_failed_build_reports_pip_error(live_server: LiveServer, tmp_path: pathl
 def test_stop_leaves_no_replica_and_restart_serves_again(
     live_server: LiveServer, hello: dict[str, str]
 ) -> None:
-    assert host_processes(live_server.data_dir)
+    assert live_server.replica_processes()
     live_server.stop()
-    wait_for(lambda: not host_processes(live_server.data_dir), timeout=30, what="replicas to stop")
+    wait_for(lambda: not live_server.replica_processes(), timeout=30, what="replicas to stop")
     live_server.start()
     response = wait_for(
         lambda: (

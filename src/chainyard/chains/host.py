@@ -135,16 +135,19 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
         predict_concurrency=int(command.get("predict_concurrency") or 1),
         source_dir=source_dir,
     )
+    # The local runtime keeps replicas on loopback; on a cluster (Ray) the gateway reaches them on
+    # the node's address.
+    bind_host = str(command.get("bind_host") or "127.0.0.1")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((bind_host, 0))
     port = sock.getsockname()[1]
     run_file = pathlib.Path(command["run_file"])
     tmp = run_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
     os.replace(tmp, run_file)
     print(
-        f"replica {command['replica_id']} of {command['chainlet']} listening on 127.0.0.1:{port}",
+        f"replica {command['replica_id']} of {command['chainlet']} listening on {bind_host}:{port}",
         flush=True,
     )
     # Keep-alive longer than the gateway's pool keeps idle connections (30 s), so the gateway never

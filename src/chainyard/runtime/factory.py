@@ -24,7 +24,16 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
 
         return LocalRuntime(config.data_dir.resolve())
     if config.runtime == "ray":
-        raise UnknownRuntime(
-            f"the {config.runtime!r} runtime is not available yet; use --runtime simulated"
+        try:
+            import ray  # noqa: F401
+        except ImportError as exc:
+            raise UnknownRuntime("the ray runtime needs Ray: pip install 'chainyard[ray]'") from exc
+        from chainyard.runtime.ray_backend import RayRuntime
+
+        return RayRuntime(
+            config.data_dir.resolve(),
+            address=config.ray_address,
+            unschedulable_timeout=config.ray_unschedulable_timeout,
+            data_root=config.ray_data_dir,
         )
     raise UnknownRuntime(f"unknown runtime '{config.runtime}' (simulated, local, ray)")

@@ -1,0 +1,560 @@
+"""The Ray runtime: each replica is a Ray actor, placed by Ray on a node that has the instance
+type's resources.
+
+The control plane (reconciler, autoscaler, promotion, gateway) is the same as on the local
+runtime; Ray only decides where processes run. A replica asks Ray for the instance type's CPUs
+(millicpu / 1000), memory, GPUs (`num_gpus`) and `accelerator_type:<GPU>`, so a GPU instance type
+lands only on a node with that GPU. The chain's source archive and the chainlet's pip requirements
+travel in the actor's runtime_env. On its node the actor starts the same replica host as the local
+runtime (see `ray_replica`); the gateway reaches the replica at the node's address.
+
+Work that no node can take waits `unschedulable_timeout` seconds, then the replica fails with the
+reason; replicas on a node that dies fail and the reconciler starts new ones wherever Ray finds
+room. See docs/ray.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import pathlib
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from chainyard.runtime import envs, ray_compat
+from chainyard.runtime.base import (
+    BuildRequest,
+    BuildResult,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+    RuntimeBackend,
+)
+
+log = logging.getLogger("chainyard.runtime.ray")
+
+DEFAULT_UNSCHEDULABLE_TIMEOUT = 120.0
+HEALTH_INTERVAL = 1.0
+STOP_GRACE = 5.0
+# How often the cluster's nodes are read (placement checks, dead nodes).
+NODES_INTERVAL = 2.0
+# An actor call that takes longer than this is treated as no answer (the HTTP probe decides).
+POLL_TIMEOUT = 5.0
+# Ray gives every node with GPUs an `accelerator_type:<model>` resource of 1; asking for a sliver
+# of it (as Ray's own `accelerator_type=` option does) selects the node without limiting how
+# many replicas share it. `num_gpus` does the counting.
+ACCELERATOR_SHARE = 0.001
+NAMESPACE = "chainyard"
+
+
+def replica_resources(instance_type: dict[str, Any]) -> dict[str, float]:
+    """The Ray resources one replica of this instance type asks for."""
+    millicpu = instance_type.get("millicpu_limit") or 1000
+    wanted: dict[str, float] = {"CPU": millicpu / 1000}
+    memory_mib = instance_type.get("memory_limit_mib")
+    if memory_mib:
+        wanted["memory"] = float(int(memory_mib) * 2**20)
+    gpus = int(instance_type.get("gpu_count") or 0)
+    if gpus > 0:
+        wanted["GPU"] = float(gpus)
+        wanted[f"accelerator_type:{instance_type.get('gpu_type')}"] = ACCELERATOR_SHARE
+    return wanted
+
+
+def _describe(resources: dict[str, float]) -> str:
+    parts = [f"{resources['CPU']:g} CPU"] if "CPU" in resources else []
+    if "memory" in resources:
+        parts.append(f"{round(resources['memory'] / 2**30, 1):g} GiB memory")
+    gpus = resources.get("GPU", 0.0)
+    if gpus:
+        models = sorted(k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:"))
+        parts.append(f"{gpus:g}x {'/'.join(models)} GPU" if models else f"{gpus:g} GPU")
+    return ", ".join(parts) or "nothing"
+
+
+def placement_problem(
+    instance_type: dict[str, Any], wanted: dict[str, float], nodes: list[dict[str, float]]
+) -> str | None:
+    """None if an alive node of the cluster has the resources (free or not), else why not."""
+    if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+        return None
+    have = "; ".join(_describe(node) for node in nodes) or "no alive node"
+    return (
+        f"cannot be scheduled: instance type {instance_type.get('id')} needs "
+        f"{_describe(wanted)} and no node of the Ray cluster has that (nodes: {have})"
+    )
+
+
+def _address(ip: str, port: int) -> str:
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}"
+
+
+def _actor_error(exc: BaseException) -> str:
+    """A short reason from a Ray actor error (its message also lists ids and addresses)."""
+    text = str(exc)
+    if "node has died" in text or "preempted" in text:
+        detail = next((ln.strip() for ln in text.splitlines() if "node" in ln.lower()), "")
+        return f"the Ray node running the replica died ({detail})"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "the replica's Ray actor failed: " + " ".join(lines)[:600]
+
+
+def _env_error(text: str) -> str:
+    """pip's complaint out of a runtime-env failure (Ray wraps it in its own traceback)."""
+    errors = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("ERROR:")]
+    if errors:
+        return " ".join(errors)[:800]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines[-3:])[:800]
+
+
+@dataclasses.dataclass
+class _Replica:
+    spec: ReplicaSpec
+    wanted: dict[str, float]
+    phase: ReplicaPhase = ReplicaPhase.STARTING
+    message: str | None = None
+    actor: Any = None
+    node_id: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    ready_at: float | None = None
+    infeasible_since: float | None = None
+    said_waiting: bool = False
+    stopping: bool = False
+    launch: asyncio.Task[None] | None = None
+
+
+class RayRuntime(RuntimeBackend):
+    name = "ray"
+
+    def __init__(
+        self,
+        data_dir: pathlib.Path,
+        *,
+        address: str | None = None,
+        unschedulable_timeout: float = DEFAULT_UNSCHEDULABLE_TIMEOUT,
+        data_root: str | None = None,
+        health_interval: float = HEALTH_INTERVAL,
+    ) -> None:
+        self.data_dir = data_dir
+        # None starts a Ray of our own on this machine ("local"); "auto" is Ray's discovery.
+        self.address = address or "local"
+        self.unschedulable_timeout = unschedulable_timeout
+        # Where chainlets' data dirs live on each node (None: the node's temp dir).
+        self.data_root = data_root
+        self.health_interval = health_interval
+        self._ray: Any = None
+        self._actor_cls: Any = None
+        self._env_task: Any = None
+        self._replicas: dict[str, _Replica] = {}
+        self._stops: set[asyncio.Task[None]] = set()
+        self._lines: list[tuple[str, str, str]] = []
+        self._nodes: list[dict[str, float]] = []
+        self._dead_nodes: set[str] = set()
+        self._nodes_at = -math.inf
+        # Chainlets whose replica already waited out the timeout: while still nothing fits,
+        # their next replicas fail at once instead of waiting again.
+        self._gave_up: set[str] = set()
+        self._shipping: dict[str, asyncio.Lock] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.on_ready: Callable[[str, float], None] = lambda _chainlet, _seconds: None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import ray
+
+        from chainyard.runtime.ray_replica import ChainletReplica, environment_ready
+
+        self._ray = ray
+        # ray.init installs a SIGTERM handler that exits the process; the server's own handler
+        # (graceful shutdown that stops every replica) must stay. init runs before the server
+        # accepts requests, so blocking here holds nothing up.
+        previous = signal.getsignal(signal.SIGTERM)
+        options: dict[str, Any] = {}
+        if self.address == "local":
+            # A Ray of our own serves this server only: no dashboard (and no port to collide).
+            options["include_dashboard"] = False
+        try:
+            ray.init(
+                address=self.address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+                **options,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        self._actor_cls = ray.remote(ChainletReplica)
+        self._env_task = ray.remote(environment_ready)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        await self._refresh_nodes()
+        log.info("connected to Ray at %s: %d alive nodes", self.address, len(self._nodes))
+        self._watcher = asyncio.create_task(self._watch(), name="chainyard-ray-health")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for replica in list(self._replicas.values()):
+            await self.stop_replica(replica.spec.replica_id)
+        if self._stops:
+            await asyncio.gather(*self._stops, return_exceptions=True)
+        self._replicas.clear()
+        if self._session is not None:
+            await self._session.close()
+        if self._ray is not None:
+            # Our actors belong to this driver: disconnecting ends any that are left, and a
+            # Ray started by us ("local") stops with it.
+            await asyncio.to_thread(self._ray.shutdown)
+
+    # -- builds ----------------------------------------------------------------------------
+
+    async def build(self, request: BuildRequest) -> BuildResult:
+        if request.artifact_path is None:
+            return BuildResult(ok=False, message="the deployment has no source archive to run")
+        try:
+            uri, uploaded = await self._ship(request.artifact_path)
+        except Exception as exc:
+            return BuildResult(ok=False, message=f"cannot ship the source to Ray: {exc}")
+        lines = [f"source {'shipped to' if uploaded else 'already on'} the Ray cluster as {uri}"]
+        requirements = envs.normalize(request.pip_requirements)
+        if not requirements:
+            return BuildResult(ok=True, log_lines=tuple(lines))
+        # Ray builds a runtime_env's virtualenv on each node on first use; building it once now
+        # turns a pip failure into a build failure with pip's message, and warms that node.
+        lines.append(
+            "building the chainlet's environment on Ray: pip install " + " ".join(requirements)
+        )
+        try:
+            await self._env_task.options(
+                num_cpus=0, runtime_env=self._runtime_env(uri, requirements)
+            ).remote()
+        except Exception as exc:
+            text = str(exc)
+            detail = [ln for ln in text.splitlines() if ln.strip()][-30:]
+            message = f"pip could not install the requirements on Ray: {_env_error(text)}"
+            return BuildResult(ok=False, message=message, log_lines=tuple(lines + detail))
+        lines.append("environment ready")
+        return BuildResult(ok=True, log_lines=tuple(lines))
+
+    async def _ship(self, archive: pathlib.Path) -> tuple[str, bool]:
+        # Every chainlet of a deployment starts at once; one upload per archive is enough.
+        lock = self._shipping.setdefault(archive.name, asyncio.Lock())
+        async with lock:
+            return await asyncio.to_thread(ray_compat.ship_source, archive)
+
+    @staticmethod
+    def _runtime_env(uri: str, requirements: list[str]) -> dict[str, Any]:
+        env: dict[str, Any] = {"working_dir": uri}
+        if requirements:
+            env["pip"] = {"packages": requirements, "pip_check": False}
+        return env
+
+    # -- replicas --------------------------------------------------------------------------
+
+    async def start_replica(self, spec: ReplicaSpec) -> None:
+        replica = _Replica(spec, replica_resources(spec.instance_type))
+        self._replicas[spec.replica_id] = replica
+        if spec.artifact_path is None or spec.source_file is None:
+            self._fail(replica, "the deployment has no source to run")
+            return
+        replica.launch = asyncio.create_task(self._launch(replica))
+
+    async def stop_replica(self, replica_id: str) -> None:
+        replica = self._replicas.get(replica_id)
+        if replica is None or replica.stopping:
+            return
+        graceful = replica.phase == ReplicaPhase.READY
+        replica.stopping = True
+        replica.phase = ReplicaPhase.STOPPING
+        if replica.launch is not None and not replica.launch.done():
+            replica.launch.cancel()
+        if replica.actor is None:
+            self._replicas.pop(replica_id, None)
+            return
+        task = asyncio.create_task(self._stop(replica, graceful=graceful))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    def replicas(self) -> list[ReplicaState]:
+        return [
+            ReplicaState(
+                replica_id=r.spec.replica_id,
+                chainlet_id=r.spec.chainlet_id,
+                deployment_id=r.spec.deployment_id,
+                phase=r.phase,
+                address=_address(r.ip, r.port) if r.ip and r.port else None,
+                message=r.message,
+            )
+            for r in self._replicas.values()
+        ]
+
+    def drain_logs(self) -> list[tuple[str, str, str]]:
+        lines, self._lines = self._lines, []
+        return lines
+
+    # -- starting --------------------------------------------------------------------------
+
+    def _say(self, replica: _Replica, line: str) -> None:
+        self._lines.append((replica.spec.chainlet_id, replica.spec.replica_id, line))
+
+    def _command(self, spec: ReplicaSpec) -> dict[str, Any]:
+        millicpu = spec.instance_type.get("millicpu_limit") or 1000
+        gpus = int(spec.instance_type.get("gpu_count") or 0)
+        return {
+            "replica_id": spec.replica_id,
+            "chainlet": spec.chainlet_name,
+            "deployment_id": spec.deployment_id,
+            "source_file": spec.source_file,
+            "service_urls": dict(spec.service_urls),
+            "secrets": dict(spec.secrets),
+            "environment": spec.environment,
+            "chain_api_key": spec.chain_api_key,
+            "predict_concurrency": spec.predict_concurrency,
+            "data_root": self.data_root,
+            "limits": {
+                # CUDA reserves address space far beyond memory use: no address-space cap on
+                # GPU replicas (Ray's memory monitor still watches the node).
+                "memory_limit_mib": None if gpus else spec.instance_type.get("memory_limit_mib"),
+                # Ray does not pin CPUs; thread pools follow the instance type's vCPUs.
+                "cpus": [],
+                "threads": max(1, math.ceil(millicpu / 1000)),
+                "notes": [],
+            },
+        }
+
+    def _actor_options(self, replica: _Replica, uri: str) -> dict[str, Any]:
+        wanted = replica.wanted
+        options: dict[str, Any] = {
+            "num_cpus": wanted["CPU"],
+            "num_gpus": wanted.get("GPU", 0),
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "runtime_env": self._runtime_env(uri, envs.normalize(replica.spec.pip_requirements)),
+        }
+        if "memory" in wanted:
+            options["memory"] = int(wanted["memory"])
+        custom = {k: v for k, v in wanted.items() if k not in ("CPU", "GPU", "memory")}
+        if custom:
+            options["resources"] = custom
+        return options
+
+    async def _launch(self, replica: _Replica) -> None:
+        spec = replica.spec
+        assert spec.artifact_path is not None
+        try:
+            uri, _ = await self._ship(spec.artifact_path)
+            options = self._actor_options(replica, uri)
+            # Not in a thread: creating an actor only submits it, and a stop that cancels this
+            # task between awaits must never leave an actor behind that nobody knows of.
+            replica.actor = self._actor_cls.options(**options).remote()
+            info = await self._placed(replica, replica.actor.start.remote(self._command(spec)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if replica.phase == ReplicaPhase.STARTING:
+                self._fail(replica, self._start_error(exc))
+            return
+        if info is None or replica.phase != ReplicaPhase.STARTING:
+            return
+        self._gave_up.discard(spec.chainlet_id)
+        replica.node_id, replica.ip = str(info["node_id"]), str(info["ip"])
+        replica.message = None
+        gpus = f", GPUs {info['gpus']}" if info.get("gpus") else ""
+        self._say(replica, f"placed on Ray node {replica.node_id[:12]} ({replica.ip}){gpus}")
+
+    def _start_error(self, exc: BaseException) -> str:
+        text = str(exc)
+        if "runtime env" in text.lower() or "runtime_env" in text.lower():
+            return f"Ray could not set up the replica's environment: {_env_error(text)}"
+        if self._ray is not None and isinstance(exc, self._ray.exceptions.RayActorError):
+            return _actor_error(exc)
+        return f"the replica could not start on Ray: {text[:600]}"
+
+    async def _placed(self, replica: _Replica, ref: Any) -> dict[str, Any] | None:
+        """Waits for Ray to place the actor; while no node fits, says so, and gives up after the
+        timeout (the replica fails, its actor is withdrawn)."""
+        answer = _awaitable(ref)
+        try:
+            while True:
+                done, _ = await asyncio.wait({answer}, timeout=0.5)
+                if done:
+                    result: dict[str, Any] = answer.result()
+                    return result
+                if not self._still_placeable(replica):
+                    self._kill(replica)
+                    return None
+        finally:
+            if not answer.done():
+                answer.cancel()
+
+    def _still_placeable(self, replica: _Replica) -> bool:
+        spec = replica.spec
+        now = time.monotonic()
+        problem = placement_problem(spec.instance_type, replica.wanted, self._nodes)
+        if problem is None:
+            replica.infeasible_since = None
+            if not replica.said_waiting and now - replica.started > 10:
+                replica.said_waiting = True
+                replica.message = (
+                    "waiting for Ray to place it (resources in use, or its environment is built)"
+                )
+                self._say(replica, f"replica {spec.replica_id} is {replica.message}")
+            return True
+        replica.message = problem
+        if replica.infeasible_since is None:
+            replica.infeasible_since = now
+            if spec.chainlet_id in self._gave_up:
+                self._fail(replica, problem)
+                return False
+            self._say(
+                replica,
+                f"replica {spec.replica_id} {problem}; waiting up to "
+                f"{self.unschedulable_timeout:g} s for such a node",
+            )
+        if now - replica.infeasible_since >= self.unschedulable_timeout:
+            self._gave_up.add(spec.chainlet_id)
+            self._fail(replica, f"{problem}; gave up after {self.unschedulable_timeout:g} s")
+            return False
+        return True
+
+    # -- watching --------------------------------------------------------------------------
+
+    async def _refresh_nodes(self) -> None:
+        nodes = await asyncio.to_thread(self._ray.nodes)
+        self._nodes = [
+            {k: float(v) for k, v in node.get("Resources", {}).items()}
+            for node in nodes
+            if node.get("Alive")
+        ]
+        self._dead_nodes = {str(node["NodeID"]) for node in nodes if not node.get("Alive")}
+        self._nodes_at = time.monotonic()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Ray health round failed")
+            await asyncio.sleep(0.2)
+
+    async def _round(self) -> None:
+        now = time.monotonic()
+        if now - self._nodes_at >= NODES_INTERVAL:
+            self._nodes_at = now
+            try:
+                await self._refresh_nodes()
+            except Exception as exc:
+                # The GCS is unreachable: keep the last view, and let the replicas' own health
+                # checks decide meanwhile.
+                log.warning("cannot read the Ray cluster's nodes: %s", exc)
+        checks = []
+        for replica in list(self._replicas.values()):
+            if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING) or not replica.ip:
+                continue
+            if replica.node_id in self._dead_nodes:
+                self._fail(replica, f"the Ray node running the replica died ({replica.node_id})")
+                continue
+            due = replica.phase == ReplicaPhase.STARTING or (
+                replica.ready_at is not None and now - replica.ready_at >= self.health_interval
+            )
+            if due:
+                checks.append(self._check(replica))
+        if checks:
+            await asyncio.gather(*checks)
+
+    async def _check(self, replica: _Replica) -> None:
+        """Actor liveness and output first, then the replica's readiness over HTTP."""
+        actor_problem = None
+        status: dict[str, Any] | None = None
+        try:
+            status = await asyncio.wait_for(_awaitable(replica.actor.poll.remote()), POLL_TIMEOUT)
+        except TimeoutError:
+            pass
+        except Exception as exc:
+            actor_problem = _actor_error(exc)
+        if _settled(replica):
+            return
+        if status is not None:
+            for line in status.get("lines") or []:
+                self._say(replica, line)
+            if status.get("ended"):
+                self._fail(replica, str(status["ended"]))
+                return
+            if status.get("port"):
+                replica.port = int(status["port"])
+        if replica.port is None:
+            if actor_problem is not None:
+                self._fail(replica, actor_problem)
+            return
+        healthy = await self._probe(replica)
+        if _settled(replica):
+            return
+        if healthy:
+            if replica.phase == ReplicaPhase.STARTING:
+                replica.phase = ReplicaPhase.READY
+                self.on_ready(replica.spec.chainlet_id, time.monotonic() - replica.started)
+            replica.ready_at = time.monotonic()
+        elif replica.phase == ReplicaPhase.READY or actor_problem is not None:
+            # A ready replica that stops answering is replaced (the reconciler starts another).
+            self._fail(replica, actor_problem or "the replica stopped answering its health check")
+
+    async def _probe(self, replica: _Replica) -> bool:
+        assert self._session is not None and replica.ip and replica.port
+        url = f"{_address(replica.ip, replica.port)}/v1/models/model"
+        try:
+            async with self._session.get(url) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def _fail(self, replica: _Replica, message: str) -> None:
+        replica.phase = ReplicaPhase.FAILED
+        replica.message = message
+        replica.port = None
+
+    def _kill(self, replica: _Replica) -> None:
+        if replica.actor is not None and self._ray is not None:
+            with contextlib.suppress(Exception):
+                self._ray.kill(replica.actor, no_restart=True)
+
+    async def _stop(self, replica: _Replica, *, graceful: bool) -> None:
+        try:
+            if graceful:
+                lines = await asyncio.wait_for(
+                    _awaitable(replica.actor.stop.remote(STOP_GRACE)), STOP_GRACE + 5
+                )
+                for line in lines:
+                    self._say(replica, line)
+        except Exception as exc:
+            log.debug("graceful stop of replica %s: %s", replica.spec.replica_id, exc)
+        finally:
+            self._kill(replica)
+            self._replicas.pop(replica.spec.replica_id, None)
+
+
+def _settled(replica: _Replica) -> bool:
+    """Failed or stopping: nothing a check learned can change it (checks run while it moves)."""
+    return replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING)
+
+
+def _awaitable(ref: Any) -> asyncio.Future[Any]:
+    """An ObjectRef as an asyncio future (Ray completes it from its own thread)."""
+    return asyncio.wrap_future(ref.future())

@@ -1,0 +1,183 @@
+"""What runs on a Ray node for one replica: the actor the Ray runtime places.
+
+Ray picks the node (the instance type's resources) and prepares the worker process: the chain's
+source as its working directory (runtime_env `working_dir`), a virtualenv for the chainlet's pip
+requirements (runtime_env `pip`), and `CUDA_VISIBLE_DEVICES` for the GPUs it was given. From there
+the replica runs exactly as on the local runtime: `python -m chainyard.chains.host` imports the
+chain and forks the replica, which serves truss's chainlet wire format, here on the node's address.
+The actor supervises that process and hands its output and its end back when the server polls.
+
+This module is imported inside Ray workers: it imports neither Ray at module level nor anything
+of the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+# The cluster's credentials are the worker's, not the user's chain's.
+_PRIVATE_ENV = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def environment_ready() -> str:
+    """A no-op run in a chainlet's runtime_env: Ray builds the environment to run it."""
+    return sys.executable
+
+
+def _tail(path: pathlib.Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    last = [line for line in text.splitlines() if line.strip()][-lines:]
+    return (":\n" + "\n".join(last)) if last else ""
+
+
+class ChainletReplica:
+    """One replica's supervisor, living in the Ray worker that Ray placed on a node."""
+
+    def __init__(self) -> None:
+        self._host: subprocess.Popen[bytes] | None = None
+        self._dir: pathlib.Path | None = None
+        self._pid: int | None = None
+        self._port: int | None = None
+        self._exit_code: int | None = None
+        self._ended: str | None = None
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    # -- called by the server ------------------------------------------------------------------
+
+    def start(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Starts the replica host; answers at once with where this actor runs."""
+        import ray
+
+        source = pathlib.Path.cwd()  # Ray starts the worker in its copy of the working_dir
+        self._dir = pathlib.Path(tempfile.mkdtemp(prefix=f"chainyard-{command['replica_id']}-"))
+        ip = str(ray.util.get_node_ip_address())
+        data_root = command.get("data_root") or os.path.join(
+            tempfile.gettempdir(), "chainyard", "chainlet-data"
+        )
+        fork = {
+            **command,
+            "op": "fork",
+            "bind_host": ip,
+            "log_path": str(self._dir / "replica.log"),
+            "run_file": str(self._dir / "run.json"),
+            "data_dir": os.path.join(data_root, command["deployment_id"], command["chainlet"]),
+        }
+        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self._dir / "host.log", "ab") as host_log:
+            self._host = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chainyard.chains.host",
+                    str(source),
+                    command["source_file"],
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=host_log,
+                cwd=str(source),
+                env=env,
+            )
+        threading.Thread(target=self._follow, args=(fork,), daemon=True).start()
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "ip": ip,
+            "pid": os.getpid(),
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+
+    def poll(self) -> dict[str, Any]:
+        """New output lines, the port once the replica listens, and why it ended if it did."""
+        if self._port is None and self._dir is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                run = json.loads((self._dir / "run.json").read_text())
+                self._port = int(run["port"])
+        with self._lock:
+            ended = self._ended
+        return {"port": self._port, "lines": self._new_lines(), "ended": ended}
+
+    def stop(self, grace: float) -> list[str]:
+        """SIGTERM to the replica (it finishes what it serves), then the host; the last lines."""
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while self._exit_code is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        host = self._host
+        if host is not None:
+            if host.stdin is not None:
+                with contextlib.suppress(OSError):
+                    host.stdin.close()  # the host stops its children and exits
+            try:
+                host.wait(timeout=grace + 2)
+            except subprocess.TimeoutExpired:
+                host.kill()
+                host.wait()
+        return self._new_lines()
+
+    # -- inside the actor ----------------------------------------------------------------------
+
+    def _follow(self, fork: dict[str, Any]) -> None:
+        """Reads the host's events (JSON lines) until it exits."""
+        host = self._host
+        assert host is not None and host.stdout is not None and host.stdin is not None
+        assert self._dir is not None
+        for raw in host.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind == "ready":
+                with contextlib.suppress(OSError):
+                    host.stdin.write((json.dumps(fork) + "\n").encode())
+                    host.stdin.flush()
+            elif kind == "failed":
+                self._end(f"the chain failed to load: {event.get('message')}")
+            elif kind == "forked":
+                self._pid = int(event["pid"])
+            elif kind == "exited":
+                self._exit_code = int(event.get("code") or 0)
+                self._end(
+                    f"the replica exited with code {event.get('code')}"
+                    f"{_tail(self._dir / 'replica.log')}"
+                )
+        code = host.wait()
+        self._end(f"the replica host exited ({code}){_tail(self._dir / 'host.log')}")
+
+    def _end(self, message: str) -> None:
+        with self._lock:
+            if self._ended is None:
+                self._ended = message
+
+    def _new_lines(self) -> list[str]:
+        if self._dir is None:
+            return []
+        try:
+            with open(self._dir / "replica.log", "rb") as f:
+                f.seek(self._offset)
+                data = f.read(1 << 20)  # a chatty replica is drained over several polls
+        except FileNotFoundError:
+            return []
+        complete = data.rfind(b"\n") + 1
+        if complete == 0:
+            return []
+        self._offset += complete
+        lines = data[:complete].decode(errors="replace").splitlines()
+        return [line for line in lines if line.strip()]
