@@ -29,9 +29,9 @@ def _hosts(data_dir: pathlib.Path) -> set[int]:
     return hosts
 
 
+# Host processes are the local runtime's: no Ray server is started for this module.
+@pytest.mark.parametrize("live_server", ["local"], indirect=True)
 def test_deactivated_and_deleted_deployments_leave_no_host(live_server: LiveServer) -> None:
-    if live_server.runtime != "local":
-        pytest.skip("host processes are the local runtime's")
     pushed = []
     for _ in range(2):
         result = live_server.push(HELLO, "--name", "released", "--promote", "--wait")
