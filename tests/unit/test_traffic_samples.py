@@ -16,8 +16,12 @@ def test_average_is_time_weighted_over_the_window() -> None:
     assert samples.average("a", 20.0, 20.0) == pytest.approx(1.0)
     assert samples.average("a", 20.0, 5.0) == 0.0
     assert samples.average("a", 12.0, 4.0) == pytest.approx(2.0)
-    # Only the time known counts when the chainlet is newer than the window.
-    assert samples.average("a", 20.0, 1000.0) == pytest.approx(1.0)
+    # Before the chainlet was first seen, its demand counts as zero.
+    assert samples.average("a", 20.0, 1000.0) == pytest.approx(20.0 / 1000.0)
+    fresh = TrafficSamples()
+    fresh.record(100.0, {"b": 8}, [])
+    assert fresh.average("b", 100.0, 60.0) == 0.0
+    assert fresh.average("b", 103.0, 6.0) == pytest.approx(4.0)
     assert samples.average("unknown", 20.0, 60.0) == 0.0
 
 

@@ -44,15 +44,14 @@ class TrafficSamples:
             series.popleft()
 
     def average(self, chainlet_id: str, now: float, window: float) -> float:
-        """Time-weighted average over the last `window` seconds (over the time known, if the
-        chainlet was first seen more recently)."""
+        """Time-weighted average over the last `window` seconds. Before a chainlet was first
+        seen its demand counts as zero: one busy first sample is not a whole window's worth."""
         series = self._series.get(chainlet_id)
         if not series:
             return 0.0
         start = now - window
         area = 0.0
         end = now
-        first_known = series[0][0]
         for t, value in reversed(series):
             if t > now:
                 continue  # recorded after the time asked about
@@ -62,10 +61,7 @@ class TrafficSamples:
             end = begin
             if t <= start:
                 break
-        span = now - max(start, first_known)
-        if span <= 0:
-            return series[-1][1]
-        return area / span
+        return area / window if window > 0 else series[-1][1]
 
     def is_idle(self, chainlet_id: str) -> bool:
         return chainlet_id not in self._nonzero
