@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck fmt bench system-deps clean
+.PHONY: install serve test lint typecheck fmt bench bench-autoscale system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "chainyard needs Python >= 3.11"'
@@ -26,7 +26,14 @@ test: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/fuzz $(PYTEST_ARGS)
+
+# Schemathesis against /openapi.json: every operation, on SQLite then on PostgreSQL; no 5xx, every
+# answer as documented (tests/fuzz, docs/reliability.md). Not part of `test`; CI runs both.
+.PHONY: fuzz
+fuzz: install
+	$(BIN)/python -m pytest tests/fuzz $(FUZZ_ARGS)
+	CHAINYARD_FUZZ_DATABASE=postgres $(BIN)/python -m pytest tests/fuzz $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -41,6 +48,14 @@ fmt: $(STAMP)
 
 bench: install
 	$(BIN)/python bench/control_plane.py $(BENCH_ARGS)
+
+# Autoscaling and promotion against Ray Serve (the `bench` extra); needs no PostgreSQL.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench-autoscale: $(VENV)/.bench-installed
+	$(BIN)/python bench/autoscale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .chainyard .pytest_cache .mypy_cache .ruff_cache

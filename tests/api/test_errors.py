@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 from typing import Any
 
@@ -10,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from chainyard.api import errors
+from chainyard.api.app import create_app
 from chainyard.domain.errors import Conflict, RateLimited
-from tests.support.server import Api, hello_manifest
+from tests.support.server import Api, fast_config, hello_manifest
 
 _CODE = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$")
 
@@ -178,3 +180,84 @@ def test_unexpected_exceptions_are_500_internal_without_details() -> None:
     assert busy_response.headers["Retry-After"] == "2"
 
     assert client.get("/conflict").json() == {"error": "taken", "code": "NAME_TAKEN"}
+
+
+# -- found by the fuzzer (tests/fuzz) ------------------------------------------------------------
+
+
+def test_null_rolling_deploy_fields_leave_them_as_they_were(api: Api) -> None:
+    # Was a 500: the nulls replaced the stored values, and the effective config has no nulls.
+    chain_id = api.deploy(hello_manifest(environment=None))["chain_id"]
+    env = f"/v1/chains/{chain_id}/environments"
+    assert api.post(env, json={"name": "staging"}).status_code == 200
+    surge = {"promotion_settings": {"rolling_deploy_config": {"max_surge_percent": 50}}}
+    assert api.patch(f"{env}/staging", json=surge).status_code == 200
+    nulls = {
+        "rolling_deploy_strategy": None,
+        "max_surge_percent": None,
+        "max_unavailable_percent": None,
+        "stabilization_time_seconds": 30,
+        "replica_overhead_percent": None,
+    }
+    response = api.patch(
+        f"{env}/staging", json={"promotion_settings": {"rolling_deploy_config": nulls}}
+    )
+    assert response.status_code == 200, response.text
+    rolling = api.environment(chain_id, "staging")["promotion_settings"]["rolling_deploy_config"]
+    assert rolling == {
+        "rolling_deploy_strategy": "REPLICA",
+        "max_surge_percent": 50,
+        "max_unavailable_percent": 0,
+        "stabilization_time_seconds": 30,
+        "replica_overhead_percent": 0,
+    }
+
+
+def test_audit_log_times_out_of_datetime_range_are_400(api: Api) -> None:
+    # Was a 500: the bounds became datetimes, and such years do not exist.
+    chain_id = api.deploy(hello_manifest(environment=None))["chain_id"]
+    path = f"/v1/chains/{chain_id}/audit_logs"
+    for params in (
+        {"end_epoch_millis": "-18369954261202743296"},
+        {"start_epoch_millis": str(10**20)},
+        {"start_epoch_millis": str(10**400)},
+    ):
+        _error(api.get(path, params=params), 400, "INVALID_ARGUMENT")
+    assert api.get(path, params={"start_epoch_millis": "-1496"}).status_code == 200
+
+
+def test_openapi_documents_every_error_answer(tmp_path: pathlib.Path) -> None:
+    app = create_app(fast_config(data_dir=tmp_path))
+    try:
+        spec: dict[str, Any] = app.openapi()
+    finally:
+        app.state.core.db.dispose()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas  # we answer 400, never FastAPI's 422
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    rate_limited = {"$ref": "#/components/schemas/RateLimitedResponse"}
+    inference_error = {"$ref": "#/components/schemas/InferenceErrorResponse"}
+    operations = 0
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            operations += 1
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            if "inference" in operation.get("tags", ()):
+                for status in ("400", "401", "403", "404", "413", "429", "502", "503", "504"):
+                    assert responses[status]["content"]["application/json"]["schema"] == (
+                        inference_error
+                    ), (method, path, status)
+                continue
+            for status in ("400", "401", "403", "404", "409", "413", "503"):
+                schema = responses[status]["content"]["application/json"]["schema"]
+                assert schema == error, (method, path, status)
+            assert responses["429"]["content"]["application/json"]["schema"] == rate_limited
+            assert responses["429"]["headers"]["Retry-After"]["required"] is True
+    assert operations >= 30
+    assert schemas["ErrorResponse"]["required"] == ["error", "code"]
+    assert schemas["ErrorResponse"]["additionalProperties"] is False
+    assert set(schemas["RateLimitedResponse"]["required"]) == {"error", "code", "retry_after"}
+    # The run_remote input is any JSON value, as Baseten documents it.
+    run = spec["paths"]["/chains/{chain_id}/production/run_remote"]["post"]
+    assert run["requestBody"]["content"]["application/json"]["schema"] == {}

@@ -1,4 +1,8 @@
-"""Every error leaves the server as {"error": "<message>", "code": "<UPPER_SNAKE>"}."""
+"""Every error leaves the server as {"error": "<message>", "code": "<UPPER_SNAKE>"}.
+
+`install` also documents those answers in the app's OpenAPI document (api/openapi_errors.py), so
+the document and the handlers are set up together.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chainyard.api import openapi_errors
 from chainyard.domain.errors import ChainyardError, RateLimited
 
 log = logging.getLogger("chainyard.api")
@@ -40,6 +45,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 
 def install(app: FastAPI) -> None:
+    openapi_errors.install(app)
+
     @app.exception_handler(ChainyardError)
     async def _ours(_request: Request, exc: ChainyardError) -> JSONResponse:
         body: dict[str, object] = {**error_body(exc.message, exc.code)}

@@ -163,8 +163,14 @@ def list_for_chain(
     start_epoch_millis: int | None,
     end_epoch_millis: int | None,
 ) -> tuple[list[AuditLogEntryV1], str | None]:
-    def millis(value: int | None) -> dt.datetime | None:
-        return None if value is None else dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    def millis(name: str, value: int | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        try:
+            return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        except (OverflowError, ValueError, OSError) as exc:
+            # Beyond what a datetime holds (years 1 to 9999): nothing was logged then.
+            raise Invalid(f"{name} is out of range", code="INVALID_ARGUMENT") from exc
 
     with core.db.read() as session:
         lookups.chain(session, actor, chain_id)
@@ -179,7 +185,7 @@ def list_for_chain(
             chain_deployment_ids=chain_deployment_ids,
             environment_names=environment_names,
             sources=sources,
-            start=millis(start_epoch_millis),
-            end=millis(end_epoch_millis),
+            start=millis("start_epoch_millis", start_epoch_millis),
+            end=millis("end_epoch_millis", end_epoch_millis),
         )
         return [entry_v1(r) for r in rows], next_cursor

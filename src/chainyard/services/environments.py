@@ -57,7 +57,9 @@ def merge_promotion_settings(
     if rolling is not None or "rolling_deploy_config" in update.model_fields_set:
         base = merged.get("rolling_deploy_config") or {}
         if rolling is not None:
-            base = {**base, **{k: v for k, v in rolling.items()}}
+            # A null field is one not given, as in the update model: it leaves the value as is
+            # (the effective config has no nulls).
+            base = {**base, **{k: v for k, v in rolling.items() if v is not None}}
             for field in _PERCENT_FIELDS:
                 value = base.get(field)
                 if value is not None and not 0 <= value <= 100:
