@@ -58,6 +58,7 @@ class Membership:
         self._valid_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self._endpoints: list[ReplicaState] = []
+        self._last_read: list[cluster.Endpoint] | None = None
         self._published: dict[str, cluster.Endpoint] | None = None
         self._peers_demand: dict[str, float] = {}
         self._reported: tuple[dict[str, float], float] | None = None
@@ -68,7 +69,7 @@ class Membership:
     def replicas(self) -> list[ReplicaState]:
         """The replicas inference may use: the runtime's on the leader, the published ones on
         other servers."""
-        return self.backend.replicas() if self.leader else list(self._endpoints)
+        return self.backend.replicas() if self.leader else self._endpoints
 
     def demand(self) -> dict[str, float]:
         """This server's gateway demand plus what the other servers reported (leader only)."""
@@ -177,6 +178,10 @@ class Membership:
 
     async def _follow(self, now: float) -> None:
         endpoints = await asyncio.to_thread(cluster.read_endpoints, self.core)
+        if endpoints == self._last_read:
+            return await self._report(now)
+        self._last_read = endpoints
+        # A new list only when something changed: the router indexes it once per change.
         self._endpoints = [
             ReplicaState(
                 replica_id=e.replica_id,
@@ -187,6 +192,9 @@ class Membership:
             )
             for e in endpoints
         ]
+        await self._report(now)
+
+    async def _report(self, now: float) -> None:
         demand = {k: float(v) for k, v in self.local_demand().items() if v}
         last = self._reported
         if last is None or last[0] != demand or now - last[1] >= HEARTBEAT_SECONDS:

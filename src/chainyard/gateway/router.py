@@ -94,6 +94,8 @@ class ReplicaRouter:
         self.errors_total: collections.Counter[tuple[str, str]] = collections.Counter()
         self.observe_latency: Callable[[str, float], None] = lambda _chainlet, _seconds: None
         self._rr = itertools.count()
+        self._indexed_snapshot: list[ReplicaState] | None = None
+        self._ready_index: dict[str, list[str]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -108,11 +110,16 @@ class ReplicaRouter:
             await self._session.close()
 
     def ready_addresses(self, chainlet_id: str) -> list[str]:
-        return [
-            r.address
-            for r in self.runtime.replicas()
-            if r.chainlet_id == chainlet_id and r.phase == ReplicaPhase.READY and r.address
-        ]
+        snapshot = self.runtime.replicas()
+        if snapshot is not self._indexed_snapshot:
+            # Indexed once per change of what runs, not scanned once per request.
+            index: dict[str, list[str]] = collections.defaultdict(list)
+            for r in snapshot:
+                if r.phase == ReplicaPhase.READY and r.address:
+                    index[r.chainlet_id].append(r.address)
+            self._ready_index = dict(index)
+            self._indexed_snapshot = snapshot
+        return list(self._ready_index.get(chainlet_id, ()))
 
     def demand(self) -> dict[str, float]:
         """What the autoscaler scales on: requests running plus requests held, per chainlet."""

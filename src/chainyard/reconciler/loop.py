@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from chainyard.domain.ids import new_replica_id
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
+from chainyard.reconciler.observed import Observed
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -66,6 +67,12 @@ class Reconciler:
         self._busy_callees: set[tuple[str, str]] = set()
         # Deployments that run nothing more: released from the runtime once no replica is left.
         self._releasable: set[str] = set()
+        self._observed: Observed | None = None
+        # Derived sets, kept while their inputs are unchanged (see _suspicious, _callees_in_use).
+        self._ready_version = 0
+        self._shape_version = 0
+        self._suspicious_cache: tuple[Observed, int, set[str]] | None = None
+        self._callees_cache: tuple[Observed, int, set[tuple[str, str]]] | None = None
         # What each chainlet looked like when last scanned: (deployment id, dependencies), and
         # its ready replica count, to notice replicas that changed between full scans.
         self._shape: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -116,18 +123,14 @@ class Reconciler:
                     await self._wake.wait()
 
     async def tick(self) -> None:
-        observed: dict[str, list[ReplicaState]] = defaultdict(list)
-        for replica in self.runtime.replicas():
-            observed[replica.chainlet_id].append(replica)
+        snapshot = self.runtime.replicas()
+        if self._observed is None or snapshot is not self._observed.snapshot:
+            self._observed = Observed.of(snapshot)
+        observed = self._observed
         # A full scan now and then; in between only chainlets whose stored state is not at rest,
         # and those whose replicas look different from what the store was last told.
         full = self.ticks % FULL_SCAN_EVERY == 0
-        suspicious = {
-            chainlet_id
-            for chainlet_id, replicas in observed.items()
-            if any(r.phase != ReplicaPhase.READY for r in replicas)
-            or len(replicas) != self._ready_seen.get(chainlet_id, -1)
-        }
+        suspicious = self._suspicious(observed)
         if full:
             # Plain columns for every running chainlet, and full rows only for those whose store
             # state and replicas disagree: a steady fleet of thousands costs one light query.
@@ -136,7 +139,7 @@ class Reconciler:
             closer = {
                 g.chainlet_id
                 for g in glances
-                if not self._at_rest(g, observed.get(g.chainlet_id, []))
+                if not self._at_rest(g, observed.of_chainlet(g.chainlet_id))
             }
             work = await asyncio.to_thread(observations.load_chainlets, self.core, closer)
         else:
@@ -147,31 +150,27 @@ class Reconciler:
             )
             wanted = {w.chainlet_id for w in work}
         for w in work:
-            self._shape[w.chainlet_id] = (w.deployment_id, w.dependencies)
-        unknown = set(observed) - wanted
+            shape = (w.deployment_id, w.dependencies)
+            if self._shape.get(w.chainlet_id) != shape:
+                self._shape[w.chainlet_id] = shape
+                self._shape_version += 1
+        unknown = set(observed.by_chainlet) - wanted
         if unknown and not full:
             unknown -= await asyncio.to_thread(observations.existing_chainlets, self.core, unknown)
         for chainlet_id in unknown:
-            self._shape.pop(chainlet_id, None)
+            if self._shape.pop(chainlet_id, None) is not None:
+                self._shape_version += 1
             self._ready_seen.pop(chainlet_id, None)
-            for replica in observed[chainlet_id]:
+            for replica in observed.of_chainlet(chainlet_id):
                 await self._stop(replica.replica_id)
                 # Deleted, or no longer wanted at all: once its replicas are gone, what the
                 # runtime keeps for the deployment goes too.
                 self._releasable.add(replica.deployment_id)
-        # Callers still running hold on to their dependencies: a chainlet going to zero keeps its
-        # replicas until no chainlet that calls it has any, so in-flight requests can finish.
-        self._busy_callees = {
-            (shape[0], dep)
-            for chainlet_id, replicas in observed.items()
-            if (shape := self._shape.get(chainlet_id))
-            and any(r.phase != ReplicaPhase.STOPPING for r in replicas)
-            for dep in shape[1]
-        }
+        self._busy_callees = self._callees_in_use(observed)
         updates: list[ChainletUpdate] = []
         for item in work:
             try:
-                update = await self._reconcile(item, observed.get(item.chainlet_id, []))
+                update = await self._reconcile(item, observed.of_chainlet(item.chainlet_id))
             except Exception:
                 log.exception("reconciling chainlet %s failed", item.chainlet_id)
                 continue
@@ -188,9 +187,37 @@ class Reconciler:
         if any(u.events for u in updates):
             self._wake.set()
 
-    async def _release_idle_deployments(self, observed: dict[str, list[ReplicaState]]) -> None:
-        busy = {r.deployment_id for replicas in observed.values() for r in replicas}
-        for deployment_id in sorted(self._releasable - busy):
+    def _suspicious(self, observed: Observed) -> set[str]:
+        """Chainlets whose replicas are not all ready, or whose count differs from what the store
+        was last told; recomputed only when the replicas or those counts changed."""
+        cache = self._suspicious_cache
+        if cache is None or cache[0] is not observed or cache[1] != self._ready_version:
+            found = set(observed.unsettled) | {
+                chainlet_id
+                for chainlet_id, replicas in observed.by_chainlet.items()
+                if len(replicas) != self._ready_seen.get(chainlet_id, -1)
+            }
+            cache = self._suspicious_cache = (observed, self._ready_version, found)
+        return set(cache[2])
+
+    def _callees_in_use(self, observed: Observed) -> set[tuple[str, str]]:
+        """Callers still running hold on to their dependencies: a chainlet going to zero keeps its
+        replicas until no chainlet that calls it has any, so in-flight requests can finish."""
+        cache = self._callees_cache
+        if cache is None or cache[0] is not observed or cache[1] != self._shape_version:
+            busy = {
+                (shape[0], dep)
+                for chainlet_id in observed.live
+                if (shape := self._shape.get(chainlet_id))
+                for dep in shape[1]
+            }
+            cache = self._callees_cache = (observed, self._shape_version, busy)
+        return cache[2]
+
+    async def _release_idle_deployments(self, observed: Observed) -> None:
+        if not self._releasable:
+            return
+        for deployment_id in sorted(self._releasable - observed.deployments):
             self._releasable.discard(deployment_id)
             try:
                 await self.runtime.release_deployment(deployment_id)
@@ -282,7 +309,9 @@ class Reconciler:
     def _finish(
         self, update: ChainletUpdate, w: ChainletWork, *, ready: int
     ) -> ChainletUpdate | None:
-        self._ready_seen[w.chainlet_id] = ready
+        if self._ready_seen.get(w.chainlet_id) != ready:
+            self._ready_seen[w.chainlet_id] = ready
+            self._ready_version += 1
         if ready != w.ready_replicas:
             update.ready_replicas = ready
         if update.events or update.ready_replicas is not None or update.log_lines:

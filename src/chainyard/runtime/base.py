@@ -100,4 +100,6 @@ class RuntimeBackend(abc.ABC):
 
     @abc.abstractmethod
     def replicas(self) -> list[ReplicaState]:
-        """What runs now, as observed; cheap to call every tick."""
+        """What runs now, as observed; cheap to call every tick. A backend may return the same
+        list object while nothing changed (callers use that to skip work), so callers must not
+        modify it."""

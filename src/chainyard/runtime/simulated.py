@@ -32,7 +32,10 @@ class SimulatedRuntime(RuntimeBackend):
         self.ready_delay = ready_delay
         self.fail_build = re.compile(fail_build) if fail_build else None
         self.fail_deploy = re.compile(fail_deploy) if fail_deploy else None
-        self._replicas: dict[str, tuple[ReplicaSpec, float]] = {}
+        self._starting: dict[str, tuple[ReplicaSpec, float]] = {}
+        # Replicas past their start (READY or FAILED); they do not change any more.
+        self._settled: dict[str, ReplicaState] = {}
+        self._snapshot: list[ReplicaState] | None = None
         self.started_total = 0
 
     async def build(self, request: BuildRequest) -> BuildResult:
@@ -46,36 +49,46 @@ class SimulatedRuntime(RuntimeBackend):
         return BuildResult(ok=True, log_lines=(f"built {request.chainlet_name} (simulated)",))
 
     async def start_replica(self, spec: ReplicaSpec) -> None:
-        self._replicas[spec.replica_id] = (spec, time.monotonic())
+        self._starting[spec.replica_id] = (spec, time.monotonic())
+        self._snapshot = None
         self.started_total += 1
 
     async def stop_replica(self, replica_id: str) -> None:
-        self._replicas.pop(replica_id, None)
+        if self._starting.pop(replica_id, None) or self._settled.pop(replica_id, None):
+            self._snapshot = None
 
     def replicas(self) -> list[ReplicaState]:
         now = time.monotonic()
-        out = []
-        for spec, started in self._replicas.values():
+        for replica_id, (spec, started) in list(self._starting.items()):
             if now - started < self.ready_delay:
-                phase = ReplicaPhase.STARTING
-                message = None
-            elif self.fail_deploy and self.fail_deploy.search(spec.chainlet_name):
-                phase = ReplicaPhase.FAILED
-                message = "simulated replica failure"
-            else:
-                phase = ReplicaPhase.READY
-                message = None
-            out.append(
-                ReplicaState(
-                    replica_id=spec.replica_id,
-                    chainlet_id=spec.chainlet_id,
-                    deployment_id=spec.deployment_id,
-                    phase=phase,
-                    address=f"simulated://{spec.replica_id}",
-                    message=message,
-                )
+                continue
+            del self._starting[replica_id]
+            failed = bool(self.fail_deploy and self.fail_deploy.search(spec.chainlet_name))
+            self._settled[replica_id] = _state(
+                spec,
+                ReplicaPhase.FAILED if failed else ReplicaPhase.READY,
+                "simulated replica failure" if failed else None,
             )
-        return out
+            self._snapshot = None
+        if self._snapshot is None:
+            self._snapshot = [
+                *self._settled.values(),
+                *(_state(spec, ReplicaPhase.STARTING, None) for spec, _ in self._starting.values()),
+            ]
+        return self._snapshot
 
     async def close(self) -> None:
-        self._replicas.clear()
+        self._starting.clear()
+        self._settled.clear()
+        self._snapshot = None
+
+
+def _state(spec: ReplicaSpec, phase: ReplicaPhase, message: str | None) -> ReplicaState:
+    return ReplicaState(
+        replica_id=spec.replica_id,
+        chainlet_id=spec.chainlet_id,
+        deployment_id=spec.deployment_id,
+        phase=phase,
+        address=f"simulated://{spec.replica_id}",
+        message=message,
+    )

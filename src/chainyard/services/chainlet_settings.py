@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from chainyard.domain.autoscaling import AutoscalingSettings, apply_update
 from chainyard.domain.errors import Invalid, NotFound
@@ -53,8 +53,7 @@ def update_instance_types(
     updates: Sequence[ChainletEnvironmentInstanceTypeUpdateV1],
 ) -> UpdateChainletEnvironmentInstanceTypeResponseV1:
     with core.db.write() as session:
-        chain = lookups.chain(session, actor, chain_id)
-        env = lookups.environment(session, chain, env_name, for_update=True)
+        chain, env = lookups.chain_and_environment(session, actor, chain_id, env_name)
         by_name = _settings_for(env, [u.chainlet_name for u in updates])
         # Every update is checked before anything is written: a batch is all or nothing.
         resolved = {
@@ -79,13 +78,19 @@ def update_instance_types(
         if not changed:
             return answer(None)
         promotions.require_no_promotion(env)
-        for name, type_id in changed.items():
-            by_name[name].instance_type_id = type_id
+        # Read before the settings change, so that it is written together with the rest at the
+        # end rather than flushed ahead of this query.
         current = (
-            session.get(ChainDeployment, env.current_deployment_id)
+            session.get(
+                ChainDeployment,
+                env.current_deployment_id,
+                options=[joinedload(ChainDeployment.chainlets)],
+            )
             if env.current_deployment_id
             else None
         )
+        for name, type_id in changed.items():
+            by_name[name].instance_type_id = type_id
         if current is None:
             for name, type_id in changed.items():
                 _audit_instance_type(session, actor, chain, None, name, "", type_id, env.name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from chainyard.domain.errors import NotFound
 from chainyard.services.context import Actor
@@ -45,3 +45,26 @@ def environment(
             code="ENVIRONMENT_NOT_FOUND",
         )
     return row
+
+
+def chain_and_environment(
+    session: Session, actor: Actor, chain_id: str, name: str
+) -> tuple[Chain, Environment]:
+    """The chain and its environment, the environment locked, with its chainlet settings: one
+    round trip where `chain` then `environment(for_update=True)` take three (the instance-type
+    update's hot path). Falls back to those for the error they name."""
+    row = session.execute(
+        select(Chain, Environment)
+        .join(Environment, Environment.chain_id == Chain.id)
+        .where(
+            Chain.id == chain_id,
+            Chain.workspace_id == actor.workspace_id,
+            Environment.name == name,
+        )
+        .options(joinedload(Environment.chainlet_settings))
+        .with_for_update(of=Environment)
+    ).unique().first()
+    if row is None:
+        found = chain(session, actor, chain_id)
+        return found, environment(session, found, name, for_update=True)
+    return row[0], row[1]
