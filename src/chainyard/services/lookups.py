@@ -53,17 +53,21 @@ def chain_and_environment(
     """The chain and its environment, the environment locked, with its chainlet settings: one
     round trip where `chain` then `environment(for_update=True)` take three (the instance-type
     update's hot path). Falls back to those for the error they name."""
-    row = session.execute(
-        select(Chain, Environment)
-        .join(Environment, Environment.chain_id == Chain.id)
-        .where(
-            Chain.id == chain_id,
-            Chain.workspace_id == actor.workspace_id,
-            Environment.name == name,
+    row = (
+        session.execute(
+            select(Chain, Environment)
+            .join(Environment, Environment.chain_id == Chain.id)
+            .where(
+                Chain.id == chain_id,
+                Chain.workspace_id == actor.workspace_id,
+                Environment.name == name,
+            )
+            .options(joinedload(Environment.chainlet_settings))
+            .with_for_update(of=Environment)
         )
-        .options(joinedload(Environment.chainlet_settings))
-        .with_for_update(of=Environment)
-    ).unique().first()
+        .unique()
+        .first()
+    )
     if row is None:
         found = chain(session, actor, chain_id)
         return found, environment(session, found, name, for_update=True)
