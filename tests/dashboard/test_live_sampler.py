@@ -118,3 +118,38 @@ def test_figures_read_now_end_the_series() -> None:
     # Nothing changed since the last sample: no extra point.
     sampler.sample()
     assert sampler.series("a", since=940.0, latest=(s.now, figures)).t == [1000.0, 1000.4]
+
+
+def test_unchanged_replicas_and_requests_skip_the_sample() -> None:
+    s = Sources()
+    s.replicas = [("a", "READY")]
+    reads = 0
+
+    def replicas() -> list[tuple[str, str]]:
+        nonlocal reads
+        reads += 1
+        return s.replicas
+
+    sampler = LiveSampler(
+        replicas,
+        lambda: s.in_flight,
+        lambda: s.queued,
+        interval=1.0,
+        window=60,
+        clock=lambda: s.now,
+        version=lambda: s.replicas,
+    )
+    sampler.sample()
+    s.now += 1
+    sampler.sample()
+    assert reads == 1  # the same replica list and no requests: nothing to look at
+    s.in_flight["a"] = 2
+    s.now += 1
+    sampler.sample()
+    assert reads == 2
+    s.replicas = [("a", "READY"), ("a", "STARTING")]  # a new list: the runtime changed
+    s.now += 1
+    sampler.sample()
+    assert reads == 3
+    series = sampler.series("a", s.now - 10)
+    assert series.in_flight[-1] == 2 and series.starting[-1] == 1

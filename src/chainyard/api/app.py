@@ -162,6 +162,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         lambda: ((r.chainlet_id, r.phase.value) for r in membership.replicas()),
         lambda: replica_router.in_flight,
         lambda: replica_router.waiting,
+        version=membership.replicas,
     )
     core.wake_reconciler = reconciler.wake
     core.autoscaling_changed = autoscaler.forget_quiet

@@ -61,8 +61,14 @@ class LiveSampler:
         interval: float = SAMPLE_INTERVAL,
         window: int = WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
+        version: Callable[[], object] | None = None,
     ) -> None:
         self._replicas = replicas
+        # Something that stays the same object while the replicas do (the runtime's snapshot):
+        # a sample with unchanged replicas and requests is skipped, since it would add nothing.
+        self._version = version
+        self._last_seen: tuple[object, dict[str, float], dict[str, float]] | None = None
+        self._last_full = 0.0
         self._in_flight = in_flight
         self._queued = queued
         self.interval = interval
@@ -98,6 +104,19 @@ class LiveSampler:
 
     def sample(self) -> None:
         now = self.clock()
+        if self._version is not None:
+            seen = (
+                self._version(),
+                {k: float(v) for k, v in self._in_flight().items() if v},
+                {k: float(v) for k, v in self._queued().items() if v},
+            )
+            last = self._last_seen
+            unchanged = last is not None and seen[0] is last[0] and seen[1:] == last[1:]
+            # Still a full pass now and then, to forget chainlets idle for the whole window.
+            if unchanged and now - self._last_full < self.window / 10:
+                return
+            self._last_seen = seen
+            self._last_full = now
         figures = self.read()
         horizon = now - self.window
         for chainlet_id in set(figures) | set(self._points):
