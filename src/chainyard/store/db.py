@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chainyard.domain.errors import Invalid, Unavailable
@@ -48,9 +49,9 @@ class Database:
 
     def _make_engine(self, echo: bool) -> Engine:
         if not self.is_sqlite:
-            return create_engine(
-                self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            engine = create_engine(self.url, echo=echo, pool_size=10, max_overflow=20)
+            _ping_when_idle(engine)
+            return engine
         db_path = make_url(self.url).database
         if db_path and db_path != ":memory:":
             pathlib.Path(db_path).parent.mkdir(parents=True, exist_ok=True)
@@ -125,3 +126,37 @@ def _translate_operational() -> Iterator[None]:
             "too long, or out of range)",
             code="INVALID_VALUE",
         ) from exc
+
+
+# A pooled connection idle longer than this is tested before use (the server may have restarted
+# or dropped it); one in steady use is not, which saves a round trip per transaction.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            _ping(dbapi_conn)
+        except Exception as exc:
+            # The pool drops this connection and checks out another (SQLAlchemy's documented
+            # way to refuse a stale connection).
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
+def _ping(dbapi_conn: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SELECT 1")
+    finally:
+        cursor.close()
+    # psycopg opened a transaction for the ping; leave the connection as the pool hands it out,
+    # idle.
+    dbapi_conn.rollback()
