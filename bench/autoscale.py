@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import pathlib
-import platform
 import re
 import shutil
 import signal
@@ -53,6 +52,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import run_info
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHAINS = ROOT / "bench" / "chains"
@@ -926,35 +926,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def _commit() -> str:
-    """The commit measured, with `+dirty` when src/ has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}+dirty" if dirty else head or "unknown"
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("chainyard", "ray"), help="run one side only")
@@ -989,8 +960,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "commit": _commit(),
-        "machine": machine(),
+        "commit": run_info.commit(),
+        "machine": run_info.machine(),
         "load_average_before": list(os.getloadavg()),
         "params": {k: str(v) if k == "out" else v for k, v in vars(args).items()},
     }

@@ -32,9 +32,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
 import pathlib
-import platform
 import random
 import shutil
 import socket
@@ -48,6 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import run_info
 from sqlalchemy import func, insert, select, text
 
 from chainyard.domain.autoscaling import AutoscalingSettings
@@ -858,36 +857,6 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"restart: {result['restart']}")
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
-
-
-def _commit() -> str:
-    """The commit measured, with `+dirty` when src/ has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}+dirty" if dirty else head or "unknown"
-
-
 # --- entry point --------------------------------------------------------------------------------
 
 
@@ -958,13 +927,13 @@ def main(argv: list[str] | None = None) -> int:
     for db_name in databases:
         work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"chainyard-bench-{db_name}-"))
         started = time.perf_counter()
-        commit = _commit()  # what the server about to start imports
+        commit = run_info.commit()  # what the server about to start imports
         try:
             with database_url(db_name, work_dir) as url:
                 result = run_one(db_name, args, url, work_dir)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-        result["machine"] = machine()
+        result["machine"] = run_info.machine()
         result["commit"] = commit
         result["params"] = {k: v for k, v in vars(args).items() if k not in ("out", "serve", "db")}
         result["run_seconds"] = round(time.perf_counter() - started, 1)
