@@ -6,7 +6,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -146,9 +145,7 @@ class Autoscaler:
         if full:
             chainlets = await self._idle_pass(now, demand, busy)
         else:
-            chainlets = await asyncio.to_thread(
-                functools.partial(autoscaling.managed, self.core, busy, idle_too=False)
-            )
+            chainlets = await asyncio.to_thread(autoscaling.managed_by_id, self.core, sorted(busy))
             self.samples.record(now, demand, [c.chainlet_id for c in chainlets])
         decisions = []
         self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})

@@ -45,32 +45,6 @@ class ScaleDecision:
     state: dict[str, Any]
 
 
-def managed(core: Core, with_traffic: set[str], *, idle_too: bool = True) -> list[Managed]:
-    """Chainlets that run replicas or have requests: a chainlet at zero without traffic has
-    nothing to decide (its floor was applied when its settings changed). Without `idle_too`,
-    only those with traffic (the frequent pass; idle ones only ever wait to scale down)."""
-    with core.db.read() as session:
-        rows = session.execute(
-            select(
-                Chainlet.id,
-                Chainlet.desired_replicas,
-                Chainlet.autoscaling,
-                Chainlet.autoscaler_state,
-                ChainDeployment.retired,
-            )
-            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
-            .where(
-                ChainDeployment.desired_state == "ACTIVE",
-                ChainDeployment.id.not_in(rollouts.in_rollout()),
-                Chainlet.status.in_(_MANAGED),
-                or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic)))
-                if idle_too
-                else Chainlet.id.in_(sorted(with_traffic)),
-            )
-        ).all()
-    return [Managed(r[0], r[1], dict(r[2] or {}), r[3], bool(r[4])) for r in rows]
-
-
 @dataclasses.dataclass(frozen=True)
 class Glance:
     chainlet_id: str

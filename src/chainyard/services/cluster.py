@@ -54,14 +54,6 @@ def release(core: Core, name: str, holder: str) -> None:
         session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
 
-def holder_of(core: Core, name: str, *, now: float) -> str | None:
-    with core.db.read() as session:
-        lease = session.get(Lease, name)
-        if lease is None or lease.expires_at <= now:
-            return None
-        return lease.holder
-
-
 def publish_endpoints(core: Core, holder: str, endpoints: Iterable[Endpoint]) -> None:
     """Replaces the published replicas with the leader's current ones (rows of an earlier
     leader go too)."""
