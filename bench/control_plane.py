@@ -372,7 +372,7 @@ def _free_port() -> int:
 # and function through which the loop loads its work each tick, so that the work is counted).
 _LOOPS = {
     "reconciler": ("reconciler", "chainyard.services.observations", "load_work"),
-    "autoscaler": ("autoscaler", "chainyard.services.autoscaling", "managed"),
+    "autoscaler": ("autoscaler", "chainyard.services.autoscaling", "glance"),
 }
 # Started by the server (`ServerConfig.run_<name>`), or by the benchmark after the paused phase.
 

@@ -1,4 +1,6 @@
-"""Writing and reading the audit log. A row is written in the same transaction as its change."""
+"""Writing and reading the audit log. A row is written in the same transaction as its change:
+`record` queues it on the session, and the commit writes a transaction's rows in one statement
+(an ORM insert per row costs a round trip each, as its sequence number comes back with it)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, cast, event, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from chainyard.domain.errors import Invalid
@@ -16,6 +18,7 @@ from chainyard.schemas import AuditLogActorV1, AuditLogEntryV1
 from chainyard.services import lookups
 from chainyard.services.context import Actor, Core
 from chainyard.store.audit_logs import AuditLog
+from chainyard.store.base import utcnow
 
 EVENT_TYPE_GROUPS: dict[str, frozenset[str]] = {
     "DEPLOYED": frozenset({"CHAIN_DEPLOYED"}),
@@ -31,6 +34,9 @@ EVENT_TYPE_GROUPS: dict[str, frozenset[str]] = {
     "API_KEYS": frozenset({"API_KEY_CREATED", "API_KEY_DELETED"}),
 }
 
+# Where a session keeps the rows `record` queued until its commit.
+_PENDING = "chainyard.audit_pending"
+
 
 def record(
     session: Session,
@@ -41,22 +47,37 @@ def record(
     chain_id: str | None = None,
     environment_name: str | None = None,
     chain_deployment_id: str | None = None,
-) -> AuditLog:
-    row = AuditLog(
-        id=new_id(12),
-        workspace_id=actor.workspace_id,
-        chain_id=chain_id,
-        event_type=event_type,
-        event_data={"event_type": event_type, **data},
-        source=actor.source,
-        actor_type=actor.actor_type,
-        actor_key_prefix=actor.key_prefix,
-        actor_key_name=actor.key_name,
-        environment_name=environment_name,
-        chain_deployment_id=chain_deployment_id,
+) -> None:
+    """Queues a row for this transaction's commit; a rolled back transaction writes none."""
+    session.info.setdefault(_PENDING, []).append(
+        {
+            "id": new_id(12),
+            "workspace_id": actor.workspace_id,
+            "chain_id": chain_id,
+            "created_at": utcnow(),
+            "event_type": event_type,
+            "event_data": {"event_type": event_type, **data},
+            "source": actor.source,
+            "actor_type": actor.actor_type,
+            "actor_key_prefix": actor.key_prefix,
+            "actor_key_name": actor.key_name,
+            "environment_name": environment_name,
+            "chain_deployment_id": chain_deployment_id,
+        }
     )
-    session.add(row)
-    return row
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        # In the order recorded, so that sequence numbers follow the events.
+        session.execute(insert(AuditLog), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 _MAX_SEQ = 2**63 - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from chainyard.domain.autoscaling import AutoscalingSettings
@@ -51,12 +51,8 @@ def create_deployment(
     when the deployment is promoted, so that a candidate that fails leaves none behind."""
     settings = {s.chainlet_name: s for s in environment.chainlet_settings} if environment else {}
     if name is None:
-        count = session.scalar(
-            select(func.count())
-            .select_from(ChainDeployment)
-            .where(ChainDeployment.chain_id == chain.id)
-        )
-        name = f"deployment-{(count or 0) + 1}"
+        count = session.scalar(select(deployment_count(chain.id)))
+        name = deployment_name(count or 0)
     deployment = ChainDeployment(
         id=new_id(),
         chain_id=chain.id,
@@ -92,9 +88,25 @@ def create_deployment(
                 ready_replicas=0,
             )
         )
+    # Written with the transaction (or an earlier query's autoflush): one flush for all of a
+    # request's rows costs less than one per step.
     session.add(deployment)
-    session.flush()
     return deployment
+
+
+def deployment_count(chain_id: str) -> ScalarSelect[int]:
+    """How many deployments a chain has, as a subquery, so that a query the caller makes anyway
+    can carry it (the count names the next deployment)."""
+    return (
+        select(func.count())
+        .select_from(ChainDeployment)
+        .where(ChainDeployment.chain_id == chain_id)
+        .scalar_subquery()
+    )
+
+
+def deployment_name(existing: int) -> str:
+    return f"deployment-{existing + 1}"
 
 
 def specs_of(deployment: ChainDeployment) -> list[ChainletSpec]:
@@ -162,13 +174,15 @@ def copy_for_environment(
     chain: Chain,
     source: ChainDeployment,
     environment: Environment,
+    *,
+    name: str | None = None,
 ) -> ChainDeployment:
     """A new deployment of the same code as `source`, with the environment's chainlet settings
     (the instance-type update and promotions that must redeploy)."""
     copy = create_deployment(
         session,
         chain,
-        name=None,
+        name=name,
         entrypoint=source.entrypoint,
         specs=specs_of(source),
         artifact_digest=source.artifact_digest,

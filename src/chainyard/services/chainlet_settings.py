@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from chainyard.domain.autoscaling import AutoscalingSettings, apply_update
@@ -16,7 +17,7 @@ from chainyard.schemas import (
     UpdateChainletEnvironmentInstanceTypeResponseV1,
 )
 from chainyard.services import audit, instance_types, lookups, promotions, views
-from chainyard.services.builder import copy_for_environment
+from chainyard.services.builder import copy_for_environment, deployment_count, deployment_name
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
@@ -79,24 +80,30 @@ def update_instance_types(
             return answer(None)
         promotions.require_no_promotion(env)
         # Read before the settings change, so that it is written together with the rest at the
-        # end rather than flushed ahead of this query.
-        current = (
-            session.get(
-                ChainDeployment,
-                env.current_deployment_id,
-                options=[joinedload(ChainDeployment.chainlets)],
+        # end rather than flushed ahead of this query; the chain's deployment count, which names
+        # the copy, comes with it.
+        found = (
+            session.execute(
+                select(ChainDeployment, deployment_count(chain.id))
+                .where(ChainDeployment.id == env.current_deployment_id)
+                .options(joinedload(ChainDeployment.chainlets))
             )
+            .unique()
+            .first()
             if env.current_deployment_id
             else None
         )
         for name, type_id in changed.items():
             by_name[name].instance_type_id = type_id
-        if current is None:
+        if found is None:
             for name, type_id in changed.items():
                 _audit_instance_type(session, actor, chain, None, name, "", type_id, env.name)
             return answer(None)
 
-        new = copy_for_environment(session, actor, chain, current, env)
+        current, existing = found
+        new = copy_for_environment(
+            session, actor, chain, current, env, name=deployment_name(existing)
+        )
         chainlet_ids = {c.name: c.id for c in new.chainlets}
         for name, type_id in changed.items():
             _audit_instance_type(

@@ -61,7 +61,6 @@ def begin(
             )
     elif status == DeploymentStatus.INACTIVE:
         activate(deployment)
-    session.flush()
 
 
 def _size_like_current(session: Session, env: Environment, candidate: ChainDeployment) -> None:
