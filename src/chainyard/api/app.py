@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -42,6 +43,9 @@ from chainyard.services.live import LiveSampler
 from chainyard.store.db import Database
 
 log = logging.getLogger("chainyard")
+
+# How long a thread may hold the GIL while another waits (CPython's default is 5 ms).
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def build_core(config: ServerConfig) -> Core:
@@ -169,6 +173,11 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The control loops do their Python work in worker threads. A request's thread, back
+        # from a database call, waits for the GIL until the holder's switch interval ends: 5 ms
+        # by default, several times per request while the loops are busy.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
         await replica_router.start()
         # Starts the runtime and the control loops if this server gets the lease.
         await membership.start()
@@ -186,6 +195,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
             await replica_router.close()
             await backend.close()
             core.db.dispose()
+            sys.setswitchinterval(switch_interval)
 
     app = FastAPI(
         title="chainyard",

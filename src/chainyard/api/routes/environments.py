@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from chainyard.api.deps import CoreDep, Manager
+from chainyard.api.responses import answer_from
 from chainyard.schemas import (
     ChainDeploymentV1,
     ChainEnvironmentsV1,
@@ -95,11 +96,13 @@ def update_autoscaling(
     response_model=UpdateChainletEnvironmentInstanceTypeResponseV1,
     summary="Updates a chainlet environment's instance type settings",
 )
-def update_instance_types(
+async def update_instance_types(
     chain_id: str,
     env_name: str,
     body: UpdateChainletEnvironmentInstanceTypeRequestV1,
     core: CoreDep,
     actor: Manager,
-) -> UpdateChainletEnvironmentInstanceTypeResponseV1:
-    return chainlet_settings.update_instance_types(core, actor, chain_id, env_name, body.updates)
+) -> Response:
+    return await answer_from(
+        chainlet_settings.update_instance_types, core, actor, chain_id, env_name, body.updates
+    )
