@@ -80,9 +80,16 @@ class Autoscaler:
     async def _idle_pass(
         self, now: float, demand: Mapping[str, float], busy: set[str]
     ) -> list[autoscaling.Managed]:
+        # In a worker thread, bookkeeping included: over a fleet of thousands it takes tens of
+        # milliseconds, which on the event loop would hold up every request meanwhile.
+        return await asyncio.to_thread(self._idle_pass_blocking, now, demand, busy)
+
+    def _idle_pass_blocking(
+        self, now: float, demand: Mapping[str, float], busy: set[str]
+    ) -> list[autoscaling.Managed]:
         """Every managed chainlet, in plain columns; full rows only for those with traffic or
         whose decision may be due (a steady fleet of thousands costs one light query)."""
-        glances = await asyncio.to_thread(autoscaling.glance, self.core, busy)
+        glances = autoscaling.glance(self.core, busy)
         ids = [g.chainlet_id for g in glances]
         self.samples.record(now, demand, ids)
         self.samples.forget(set(ids) | set(demand))
@@ -92,7 +99,7 @@ class Autoscaler:
             g.chainlet_id for g in glances if g.chainlet_id in busy or not self._still_quiet(g, now)
         ]
         self.desired.update({g.chainlet_id: g.desired_replicas for g in glances})
-        return await asyncio.to_thread(autoscaling.managed_by_id, self.core, due)
+        return autoscaling.managed_by_id(self.core, due)
 
     def _still_quiet(self, glance: autoscaling.Glance, now: float) -> bool:
         quiet = self._quiet.get(glance.chainlet_id)

@@ -125,7 +125,9 @@ class Reconciler:
     async def tick(self) -> None:
         snapshot = self.runtime.replicas()
         if self._observed is None or snapshot is not self._observed.snapshot:
-            self._observed = Observed.of(snapshot)
+            # Indexing thousands of replicas, and the full scan's comparison below, run in a
+            # worker thread: on the event loop they would hold up every request meanwhile.
+            self._observed = await asyncio.to_thread(Observed.of, snapshot)
         observed = self._observed
         # A full scan now and then; in between only chainlets whose stored state is not at rest,
         # and those whose replicas look different from what the store was last told.
@@ -134,14 +136,7 @@ class Reconciler:
         if full:
             # Plain columns for every running chainlet, and full rows only for those whose store
             # state and replicas disagree: a steady fleet of thousands costs one light query.
-            glances = await asyncio.to_thread(observations.glance, self.core)
-            wanted = {g.chainlet_id for g in glances}
-            closer = {
-                g.chainlet_id
-                for g in glances
-                if not self._at_rest(g, observed.of_chainlet(g.chainlet_id))
-            }
-            work = await asyncio.to_thread(observations.load_chainlets, self.core, closer)
+            wanted, work = await asyncio.to_thread(self._full_scan, observed)
         else:
             work = await asyncio.to_thread(
                 functools.partial(
@@ -186,6 +181,16 @@ class Reconciler:
         # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
         if any(u.events for u in updates):
             self._wake.set()
+
+    def _full_scan(self, observed: Observed) -> tuple[set[str], list[ChainletWork]]:
+        glances = observations.glance(self.core)
+        wanted = {g.chainlet_id for g in glances}
+        closer = {
+            g.chainlet_id
+            for g in glances
+            if not self._at_rest(g, observed.of_chainlet(g.chainlet_id))
+        }
+        return wanted, observations.load_chainlets(self.core, closer)
 
     def _suspicious(self, observed: Observed) -> set[str]:
         """Chainlets whose replicas are not all ready, or whose count differs from what the store
