@@ -203,3 +203,26 @@ def test_reconciler_stops_when_stopped_during_a_wake_up() -> None:
         return bool(done)
 
     assert asyncio.run(scenario()), "Reconciler.stop() did not return"
+
+
+def test_deletion_stops_replicas_without_waiting_for_a_full_scan(
+    make_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between full scans the reconciler trusts which chainlets it saw exist; a deletion through
+    the API makes it look again. With full scans out of reach, only that hook gets the deleted
+    chain's replicas stopped."""
+    from chainyard.reconciler import loop
+
+    # Only the first tick scans everything.
+    monkeypatch.setattr(loop, "FULL_SCAN_EVERY", 10**9)
+    api = make_api()
+    _, kept_chain, kept = new_chain(api)
+    _, chain_id, v1 = new_chain(api)
+    assert running_replicas(api, v1) == 2
+    # Both chains' chainlets settled: the reconciler has recorded that they exist.
+    reconciler = api.client.app.state.reconciler  # type: ignore[attr-defined]
+    api.wait_for(lambda: len(reconciler._existing) == 4, what="settled chainlets")
+    assert api.delete(f"/v1/chains/{chain_id}").status_code == 200
+    api.wait_for(lambda: running_replicas(api, v1) == 0, what="replicas of the deleted chain")
+    assert running_replicas(api, kept) == 2
+    assert api.deployment(kept_chain, kept)["status"] == "ACTIVE"

@@ -169,6 +169,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         version=membership.replicas,
     )
     core.wake_reconciler = reconciler.wake
+    core.chainlets_deleted = reconciler.forget_existing
     core.autoscaling_changed = autoscaler.forget_quiet
 
     @contextlib.asynccontextmanager

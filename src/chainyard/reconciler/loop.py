@@ -77,6 +77,10 @@ class Reconciler:
         # its ready replica count, to notice replicas that changed between full scans.
         self._shape: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._ready_seen: dict[str, int] = {}
+        # Chainlets the store was last seen to hold: between full scans only replicas of other
+        # chainlets are looked up (they may be orphans). A full scan refills it; a deletion
+        # through the API empties it (forget_existing).
+        self._existing: set[str] = set()
         self.on_tick: Callable[[float], None] = lambda _seconds: None
         self.last_tick_seconds = 0.0
 
@@ -87,6 +91,11 @@ class Reconciler:
             loop.call_soon_threadsafe(self._wake.set)
 
     _loop: asyncio.AbstractEventLoop | None = None
+
+    def forget_existing(self) -> None:
+        """Chainlet rows were deleted. Thread-safe: the set is replaced, not changed."""
+        self._existing = set()
+        self.wake()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -137,6 +146,7 @@ class Reconciler:
             # Plain columns for every running chainlet, and full rows only for those whose store
             # state and replicas disagree: a steady fleet of thousands costs one light query.
             wanted, work = await asyncio.to_thread(self._full_scan, observed)
+            self._existing = set(wanted)
         else:
             work = await asyncio.to_thread(
                 functools.partial(
@@ -151,7 +161,12 @@ class Reconciler:
                 self._shape_version += 1
         unknown = set(observed.by_chainlet) - wanted
         if unknown and not full:
-            unknown -= await asyncio.to_thread(observations.existing_chainlets, self.core, unknown)
+            existing = self._existing
+            if unknown - existing:
+                existing |= await asyncio.to_thread(
+                    observations.existing_chainlets, self.core, unknown - existing
+                )
+            unknown -= existing
         for chainlet_id in unknown:
             if self._shape.pop(chainlet_id, None) is not None:
                 self._shape_version += 1

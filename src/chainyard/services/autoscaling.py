@@ -104,11 +104,14 @@ def apply(core: Core, decisions: list[ScaleDecision]) -> list[ScaleDecision]:
         batch = decisions[start : start + _BATCH]
         with core.db.write() as session:
             # Locked rows (PostgreSQL; SQLite's write transaction already excludes writers), so
-            # the comparison below still holds when the UPDATE runs.
+            # the comparison below still holds when the UPDATE runs. In id order, the order the
+            # ORM's flushes lock rows in: in scan order, this deadlocked with the reconciler
+            # finishing a promotion (seen in bench/control_plane.py on PostgreSQL).
             current = dict(
                 session.execute(
                     select(Chainlet.id, Chainlet.desired_replicas)
                     .where(Chainlet.id.in_([d.chainlet_id for d in batch]))
+                    .order_by(Chainlet.id)
                     .with_for_update()
                 ).all()
             )

@@ -76,4 +76,4 @@ def delete(core: Core, actor: Actor, chain_id: str) -> None:
         # Deployments, chainlets and environments go with it (ON DELETE CASCADE); the reconciler
         # stops the replicas the store no longer knows.
         session.delete(chain)
-    core.wake_reconciler()
+    core.chainlets_deleted()

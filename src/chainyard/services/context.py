@@ -58,6 +58,9 @@ class Core:
     wake_reconciler: Callable[[], None] = lambda: None
     # Called after autoscaling settings change, so the autoscaler drops what it assumed.
     autoscaling_changed: Callable[[], None] = lambda: None
+    # Called after chainlet rows are deleted: the reconciler checks its replicas against the store
+    # again (and wakes), rather than trusting which chainlets it last saw exist.
+    chainlets_deleted: Callable[[], None] = lambda: None
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)

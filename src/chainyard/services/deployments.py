@@ -82,7 +82,7 @@ def delete(core: Core, actor: Actor, chain_id: str, deployment_id: str) -> None:
         )
         # Its replicas are stopped by the reconciler, which stops whatever the store no longer has.
         session.delete(deployment)
-    core.wake_reconciler()
+    core.chainlets_deleted()
 
 
 def deactivate(core: Core, actor: Actor, chain_id: str, deployment_id: str) -> None:

@@ -44,6 +44,13 @@ class Figures:
 ZERO = Figures()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    replicas: Iterable[tuple[str, str]]
+    in_flight: dict[str, int | float]
+    queued: dict[str, int | float]
+
+
 class LiveSampler:
     """Keeps, per chainlet, the points where its figures changed during the last `window` seconds.
 
@@ -80,16 +87,44 @@ class LiveSampler:
         self._task: asyncio.Task[None] | None = None
 
     def read(self) -> dict[str, Figures]:
-        """The figures now, for every chainlet that has replicas or requests."""
+        """The figures now, for every chainlet that has replicas or requests. Call it on the
+        event loop, which changes what it reads."""
+        return self._figures(
+            _Inputs(self._replicas(), dict(self._in_flight()), dict(self._queued()))
+        )
+
+    def _capture(self) -> _Inputs | None:
+        """What a sample reads, taken on the event loop: the runtime's replica list (a new list
+        when the replicas change) and copies of the gateway's counters (`dict()` copies in one
+        step, where iterating them elsewhere could meet a request changing them). None when
+        nothing changed since the last sample: it would add nothing."""
+        now = self.clock()
+        in_flight, queued = dict(self._in_flight()), dict(self._queued())
+        if self._version is not None:
+            seen = (
+                self._version(),
+                {k: float(v) for k, v in in_flight.items() if v},
+                {k: float(v) for k, v in queued.items() if v},
+            )
+            last = self._last_seen
+            unchanged = last is not None and seen[0] is last[0] and seen[1:] == last[1:]
+            # Still a full pass now and then, to forget chainlets idle for the whole window.
+            if unchanged and now - self._last_full < self.window / 10:
+                return None
+            self._last_seen = seen
+            self._last_full = now
+        return _Inputs(self._replicas(), in_flight, queued)
+
+    @staticmethod
+    def _figures(inputs: _Inputs) -> dict[str, Figures]:
         ready: collections.Counter[str] = collections.Counter()
         starting: collections.Counter[str] = collections.Counter()
-        for chainlet_id, phase in self._replicas():
+        for chainlet_id, phase in inputs.replicas:
             if phase == "READY":
                 ready[chainlet_id] += 1
             elif phase == "STARTING":
                 starting[chainlet_id] += 1
-        in_flight = self._in_flight()
-        queued = self._queued()
+        in_flight, queued = inputs.in_flight, inputs.queued
         out: dict[str, Figures] = {}
         for chainlet_id in set(ready) | set(starting) | set(in_flight) | set(queued):
             figures = Figures(
@@ -103,21 +138,16 @@ class LiveSampler:
         return out
 
     def sample(self) -> None:
+        inputs = self._capture()
+        if inputs is not None:
+            self._record(inputs)
+
+    def _record(self, inputs: _Inputs) -> None:
+        """Adds a sample. Runs in a worker thread (`_run`) while the event loop may read the
+        points: the dict is only read key by key there and each deque copied whole (`list()`),
+        which CPython does in one step under the GIL; this thread is their only writer."""
         now = self.clock()
-        if self._version is not None:
-            seen = (
-                self._version(),
-                {k: float(v) for k, v in self._in_flight().items() if v},
-                {k: float(v) for k, v in self._queued().items() if v},
-            )
-            last = self._last_seen
-            unchanged = last is not None and seen[0] is last[0] and seen[1:] == last[1:]
-            # Still a full pass now and then, to forget chainlets idle for the whole window.
-            if unchanged and now - self._last_full < self.window / 10:
-                return
-            self._last_seen = seen
-            self._last_full = now
-        figures = self.read()
+        figures = self._figures(inputs)
         horizon = now - self.window
         for chainlet_id in set(figures) | set(self._points):
             value = figures.get(chainlet_id, ZERO)
@@ -173,7 +203,11 @@ class LiveSampler:
     async def _run(self) -> None:
         while True:
             try:
-                self.sample()
+                # Counting thousands of replicas takes milliseconds: in a worker thread, so that
+                # requests are not held up meanwhile.
+                inputs = self._capture()
+                if inputs is not None:
+                    await asyncio.to_thread(self._record, inputs)
             except Exception:
                 # A broken sample must not end the dashboard's plots for the server's lifetime.
                 log.exception("live sample failed; retrying")
@@ -243,7 +277,7 @@ def environment_live(
     rows: EnvironmentRows, sampler: LiveSampler, window_seconds: int
 ) -> EnvironmentLive:
     """Joins the store's rows with the sampler's figures. Runs on the event loop, where the
-    sampler writes, so no lock is needed."""
+    sampler's inputs change (see LiveSampler._record for its points)."""
     now = sampler.clock()
     figures = sampler.read()
     since = now - window_seconds

@@ -31,7 +31,6 @@ async def environment_live(
     ] = live.WINDOW_SECONDS,
 ) -> EnvironmentLive:
     rows = await run_in_threadpool(live.read_environment, core, actor, chain_id, env_name)
-    # The sampler is written on the event loop; reading it here, not in a worker thread, means
-    # no lock is needed.
+    # On the event loop, where the sampler's inputs change (see LiveSampler._record).
     sampler: live.LiveSampler = request.app.state.live
     return live.environment_live(rows, sampler, window_seconds)
