@@ -83,6 +83,8 @@ class LiveSampler:
         self.clock = clock
         self.started_at = clock()
         self._points: dict[str, collections.deque[tuple[float, Figures]]] = {}
+        self._last_counts: dict[str, tuple[int, int, int, int]] = {}
+        self._last_prune = 0.0
         self._maxlen = int(window / interval) + 2
         self._task: asyncio.Task[None] | None = None
 
@@ -117,24 +119,31 @@ class LiveSampler:
 
     @staticmethod
     def _figures(inputs: _Inputs) -> dict[str, Figures]:
-        ready: collections.Counter[str] = collections.Counter()
-        starting: collections.Counter[str] = collections.Counter()
-        for chainlet_id, phase in inputs.replicas:
+        return {k: Figures(*v) for k, v in LiveSampler._counts(inputs).items()}
+
+    @staticmethod
+    def _counts(inputs: _Inputs) -> dict[str, tuple[int, int, int, int]]:
+        """(ready, starting, in flight, queued) per chainlet with any of them; plain tuples, as
+        a fleet of thousands makes this the sampler's cost."""
+        pairs = collections.Counter(inputs.replicas)  # (chainlet id, phase) -> replicas
+        ready: dict[str, int] = {}
+        starting: dict[str, int] = {}
+        for (chainlet_id, phase), n in pairs.items():
             if phase == "READY":
-                ready[chainlet_id] += 1
+                ready[chainlet_id] = n
             elif phase == "STARTING":
-                starting[chainlet_id] += 1
+                starting[chainlet_id] = n
         in_flight, queued = inputs.in_flight, inputs.queued
-        out: dict[str, Figures] = {}
-        for chainlet_id in set(ready) | set(starting) | set(in_flight) | set(queued):
-            figures = Figures(
-                ready=ready[chainlet_id],
-                starting=starting[chainlet_id],
-                in_flight=int(in_flight.get(chainlet_id, 0)),
-                queued=int(queued.get(chainlet_id, 0)),
+        out: dict[str, tuple[int, int, int, int]] = {}
+        for chainlet_id in ready.keys() | starting.keys() | in_flight.keys() | queued.keys():
+            counts = (
+                ready.get(chainlet_id, 0),
+                starting.get(chainlet_id, 0),
+                int(in_flight.get(chainlet_id, 0)),
+                int(queued.get(chainlet_id, 0)),
             )
-            if figures != ZERO:
-                out[chainlet_id] = figures
+            if counts != (0, 0, 0, 0):
+                out[chainlet_id] = counts
         return out
 
     def sample(self) -> None:
@@ -147,15 +156,24 @@ class LiveSampler:
         points: the dict is only read key by key there and each deque copied whole (`list()`),
         which CPython does in one step under the GIL; this thread is their only writer."""
         now = self.clock()
-        figures = self._figures(inputs)
-        horizon = now - self.window
-        for chainlet_id in set(figures) | set(self._points):
-            value = figures.get(chainlet_id, ZERO)
+        counts = self._counts(inputs)
+        # Only chainlets whose figures changed get a point (the symmetric difference of the
+        # two item sets is computed in C: most of a large fleet is steady).
+        changed = {chainlet_id for chainlet_id, _ in counts.items() ^ self._last_counts.items()}
+        self._last_counts = counts
+        for chainlet_id in changed:
+            value = Figures(*counts[chainlet_id]) if chainlet_id in counts else ZERO
             points = self._points.get(chainlet_id)
             if points is None:
                 points = self._points[chainlet_id] = collections.deque(maxlen=self._maxlen)
             if not points or points[-1][1] != value:
                 points.append((now, value))
+        if now - self._last_prune >= self.window / 10:
+            self._last_prune = now
+            self._prune(now - self.window)
+
+    def _prune(self, horizon: float) -> None:
+        for chainlet_id, points in list(self._points.items()):
             # Keep the last point at or before the horizon: it says what held when the window
             # starts.
             while len(points) >= 2 and points[1][0] <= horizon:

@@ -284,7 +284,9 @@ def _apply_chunk(session: Any, updates: list[ChainletUpdate]) -> None:
         for c in session.scalars(
             select(Chainlet)
             .where(Chainlet.id.in_([u.chainlet_id for u in updates]))
-            .options(selectinload(Chainlet.deployment))
+            # With their deployments' other chainlets, which each deployment's status is
+            # derived from: one query for the chunk rather than one per deployment.
+            .options(selectinload(Chainlet.deployment).selectinload(ChainDeployment.chainlets))
         )
     }
     touched: dict[str, ChainDeployment] = {}
