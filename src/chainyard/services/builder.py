@@ -125,7 +125,7 @@ def specs_of(deployment: ChainDeployment) -> list[ChainletSpec]:
 
 
 def ensure_environment_settings(
-    session: Session, environment: Environment, specs: list[ChainletSpec]
+    environment: Environment, specs: list[ChainletSpec]
 ) -> dict[str, ChainletEnvironmentSettings]:
     """The environment's chainlet settings for `specs`, creating those it lacks from the specs."""
     existing = {s.chainlet_name: s for s in environment.chainlet_settings}
@@ -139,7 +139,6 @@ def ensure_environment_settings(
             )
             environment.chainlet_settings.append(row)
             existing[spec.name] = row
-    session.flush()
     return existing
 
 

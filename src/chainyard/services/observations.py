@@ -312,12 +312,15 @@ def _apply_chunk(session: Any, updates: list[ChainletUpdate]) -> None:
         if update.ready_replicas is not None:
             chainlet.ready_replicas = update.ready_replicas
         touched[chainlet.chain_deployment_id] = chainlet.deployment
+    settling: list[tuple[ChainDeployment, DeploymentStatus]] = []
     for deployment in touched.values():
         before, after = refresh_status(deployment)
         if before != after:
             if after in TERMINAL_FAILURES:
                 _stop_failed(deployment)
-            _settle_promotions(session, deployment, after)
+            if after == DeploymentStatus.ACTIVE or after in TERMINAL_FAILURES:
+                settling.append((deployment, after))
+    _settle_promotions(session, settling)
 
 
 def _stop_failed(deployment: ChainDeployment) -> None:
@@ -328,18 +331,64 @@ def _stop_failed(deployment: ChainDeployment) -> None:
         chainlet.desired_replicas = 0
 
 
-def _settle_promotions(session: Any, deployment: ChainDeployment, status: DeploymentStatus) -> None:
-    if status != DeploymentStatus.ACTIVE and status not in TERMINAL_FAILURES:
+def _settle_promotions(
+    session: Any, settling: list[tuple[ChainDeployment, DeploymentStatus]]
+) -> None:
+    """Finishes (ACTIVE) or fails the promotions of deployments that just settled. What that
+    needs is read for the whole chunk up front, one query per kind of row, rather than a few
+    queries per deployment: a tick settling hundreds of promotions otherwise held the server's
+    interpreter for tenths of a second (bench/control_plane.py, loops running)."""
+    if not settling:
         return
-    chain = session.get(Chain, deployment.chain_id)
-    workspace = session.get(Workspace, chain.workspace_id)
-    actor = system_actor(workspace.id, workspace.name)
-    for env in promotions.environments_serving(session, deployment.id):
-        if env.candidate_deployment_id != deployment.id:
-            continue
-        if status == DeploymentStatus.ACTIVE:
-            if env.rollout:
-                continue  # a gradual promotion: services/rollouts.py decides when it is done
-            promotions.finish(session, actor, chain, env, deployment)
-        else:
-            promotions.fail(session, env, deployment)
+    ids = [deployment.id for deployment, _ in settling]
+    # Locked in id order, so that two writers locking several environments never wait on each
+    # other in a cycle.
+    candidates: dict[str, list[Environment]] = {}
+    for env in session.scalars(
+        select(Environment)
+        .where(Environment.candidate_deployment_id.in_(ids))
+        .order_by(Environment.id)
+        .with_for_update()
+    ):
+        candidates.setdefault(str(env.candidate_deployment_id), []).append(env)
+    if not candidates:
+        return
+    settling = [(d, status) for d, status in settling if d.id in candidates]
+    chains = {
+        c.id: c
+        for c in session.scalars(
+            select(Chain).where(Chain.id.in_({d.chain_id for d, _ in settling}))
+        )
+    }
+    workspaces = {
+        w.id: w
+        for w in session.scalars(
+            select(Workspace).where(Workspace.id.in_({c.workspace_id for c in chains.values()}))
+        )
+    }
+    envs = [env for group in candidates.values() for env in group]
+    # Into the session, where promotions.finish finds them: each environment's chainlet
+    # settings, and the deployments it serves now with their chainlets (for the clean-up).
+    session.scalars(
+        select(Environment)
+        .where(Environment.id.in_([env.id for env in envs]))
+        .options(selectinload(Environment.chainlet_settings))
+    ).all()
+    serving = {env.current_deployment_id for env in envs if env.current_deployment_id}
+    if serving:
+        session.scalars(
+            select(ChainDeployment)
+            .where(ChainDeployment.id.in_(serving))
+            .options(selectinload(ChainDeployment.chainlets))
+        ).all()
+    for deployment, status in settling:
+        chain = chains[deployment.chain_id]
+        workspace = workspaces[chain.workspace_id]
+        actor = system_actor(workspace.id, workspace.name)
+        for env in candidates[deployment.id]:
+            if status == DeploymentStatus.ACTIVE:
+                if env.rollout:
+                    continue  # a gradual promotion: services/rollouts.py decides when it is done
+                promotions.finish(session, actor, chain, env, deployment)
+            else:
+                promotions.fail(session, env, deployment)

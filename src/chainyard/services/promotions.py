@@ -134,7 +134,7 @@ def finish(
 
     # The environment's settings now govern the promoted deployment; settings of chainlets the
     # deployment no longer has would only mislead, so they go.
-    settings = ensure_environment_settings(session, env, specs_of(deployment))
+    settings = ensure_environment_settings(env, specs_of(deployment))
     names = {c.name for c in deployment.chainlets}
     for row in list(env.chainlet_settings):
         if row.chainlet_name not in names:
