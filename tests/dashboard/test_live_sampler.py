@@ -153,3 +153,39 @@ def test_unchanged_replicas_and_requests_skip_the_sample() -> None:
     assert reads == 3
     series = sampler.series("a", s.now - 10)
     assert series.in_flight[-1] == 2 and series.starting[-1] == 1
+
+
+def test_following_changes_agrees_with_counting_everything() -> None:
+    """Each sample applies only the replicas that came or went; after every one, the latest
+    point of each chainlet is what counting the whole list gives."""
+    import random
+
+    rng = random.Random(3)
+    s = Sources()
+    sampler = s.sampler()
+    pool = [
+        (f"c{rng.randrange(12)}", rng.choice(["READY", "STARTING", "STOPPING"])) for _ in range(60)
+    ]
+    replicas: list[tuple[str, str]] = []
+    for step in range(200):
+        s.now = 1000.0 + step
+        replicas = list(replicas)
+        for _ in range(rng.randrange(0, 6)):
+            if replicas and rng.random() < 0.4:
+                replicas.pop(rng.randrange(len(replicas)))
+            else:
+                # Sometimes the very same object twice, as a list may hold it.
+                replicas.append(
+                    rng.choice(pool) if rng.random() < 0.8 else (f"c{step % 12}", "READY")
+                )
+        s.replicas = replicas
+        s.in_flight = collections.Counter({f"c{rng.randrange(12)}": rng.randrange(3)})
+        sampler.sample()
+        now = sampler.read()
+        for chainlet in {f"c{i}" for i in range(12)}:
+            latest = sampler.series(chainlet, since=1000.0)
+            got = (latest.ready[-1], latest.starting[-1], latest.in_flight[-1], latest.queued[-1])
+            want = now.get(chainlet)
+            assert got == (
+                (want.ready, want.starting, want.in_flight, want.queued) if want else (0, 0, 0, 0)
+            ), (step, chainlet)

@@ -163,10 +163,11 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     autoscaler = Autoscaler(core, membership.demand, interval=config.autoscale_interval)
     metrics = _metrics(backend, replica_router, reconciler, autoscaler)
     live_sampler = LiveSampler(
-        lambda: ((r.chainlet_id, r.phase.value) for r in membership.replicas()),
+        membership.replicas,
         lambda: replica_router.in_flight,
         lambda: replica_router.waiting,
         version=membership.replicas,
+        describe=lambda r: (r.chainlet_id, r.phase.value),
     )
     core.wake_reconciler = reconciler.wake
     core.chainlets_deleted = reconciler.forget_existing

@@ -14,8 +14,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 from chainyard.schemas.common import DeploymentStatusV1
 from chainyard.schemas.live import ChainletLive, DeploymentLive, EnvironmentLive, LiveSeries
@@ -28,8 +28,10 @@ log = logging.getLogger("chainyard.live")
 SAMPLE_INTERVAL = 1.0
 WINDOW_SECONDS = 600
 
-# (chainlet id, replica phase) for every replica the runtime knows.
-ReplicaSource = Callable[[], Iterable[tuple[str, str]]]
+# Every replica the runtime knows, as a list of whatever `describe` turns into (chainlet id,
+# phase): the runtime's ReplicaState objects in the server.
+ReplicaSource = Callable[[], Sequence[Any]]
+Describe = Callable[[Any], tuple[str, str]]
 CountSource = Callable[[], Mapping[str, int | float]]
 
 
@@ -46,7 +48,7 @@ ZERO = Figures()
 
 @dataclasses.dataclass(frozen=True)
 class _Inputs:
-    replicas: Iterable[tuple[str, str]]
+    replicas: Sequence[Any]
     in_flight: dict[str, int | float]
     queued: dict[str, int | float]
 
@@ -69,8 +71,10 @@ class LiveSampler:
         window: int = WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
         version: Callable[[], object] | None = None,
+        describe: Describe = tuple,
     ) -> None:
         self._replicas = replicas
+        self._describe = describe
         # Something that stays the same object while the replicas do (the runtime's snapshot):
         # a sample with unchanged replicas and requests is skipped, since it would add nothing.
         self._version = version
@@ -83,8 +87,14 @@ class LiveSampler:
         self.clock = clock
         self.started_at = clock()
         self._points: dict[str, collections.deque[tuple[float, Figures]]] = {}
-        self._last_counts: dict[str, tuple[int, int, int, int]] = {}
         self._last_prune = 0.0
+        # What the last sample saw, to apply only what changed since: each replica object (by
+        # id(), held so that ids stay theirs) with how often it was listed, ready and starting
+        # replicas per chainlet, and the gateway's counters.
+        self._objects: dict[int, Any] = {}
+        self._listed: collections.Counter[int] = collections.Counter()
+        self._phases: dict[str, list[int]] = {}
+        self._flows: dict[str, tuple[int, int]] = {}
         self._maxlen = int(window / interval) + 2
         self._task: asyncio.Task[None] | None = None
 
@@ -117,34 +127,48 @@ class LiveSampler:
             self._last_full = now
         return _Inputs(self._replicas(), in_flight, queued)
 
-    @staticmethod
-    def _figures(inputs: _Inputs) -> dict[str, Figures]:
-        return {k: Figures(*v) for k, v in LiveSampler._counts(inputs).items()}
-
-    @staticmethod
-    def _counts(inputs: _Inputs) -> dict[str, tuple[int, int, int, int]]:
-        """(ready, starting, in flight, queued) per chainlet with any of them; plain tuples, as
-        a fleet of thousands makes this the sampler's cost."""
-        pairs = collections.Counter(inputs.replicas)  # (chainlet id, phase) -> replicas
-        ready: dict[str, int] = {}
-        starting: dict[str, int] = {}
-        for (chainlet_id, phase), n in pairs.items():
+    def _figures(self, inputs: _Inputs) -> dict[str, Figures]:
+        ready: collections.Counter[str] = collections.Counter()
+        starting: collections.Counter[str] = collections.Counter()
+        for chainlet_id, phase in map(self._describe, inputs.replicas):
             if phase == "READY":
-                ready[chainlet_id] = n
+                ready[chainlet_id] += 1
             elif phase == "STARTING":
-                starting[chainlet_id] = n
+                starting[chainlet_id] += 1
         in_flight, queued = inputs.in_flight, inputs.queued
-        out: dict[str, tuple[int, int, int, int]] = {}
+        out: dict[str, Figures] = {}
         for chainlet_id in ready.keys() | starting.keys() | in_flight.keys() | queued.keys():
-            counts = (
-                ready.get(chainlet_id, 0),
-                starting.get(chainlet_id, 0),
-                int(in_flight.get(chainlet_id, 0)),
-                int(queued.get(chainlet_id, 0)),
+            figures = Figures(
+                ready=ready[chainlet_id],
+                starting=starting[chainlet_id],
+                in_flight=int(in_flight.get(chainlet_id, 0)),
+                queued=int(queued.get(chainlet_id, 0)),
             )
-            if counts != (0, 0, 0, 0):
-                out[chainlet_id] = counts
+            if figures != ZERO:
+                out[chainlet_id] = figures
         return out
+
+    def _replica_changes(self, replicas: Sequence[Any]) -> set[str]:
+        """Brings the ready and starting counts up to `replicas`, looking only at the replica
+        objects that came or went since the last sample (found with set operations that run in
+        C: a fleet of thousands where a few replicas changed costs about a millisecond, where
+        counting them all cost tens). Returns the chainlets whose counts may have changed."""
+        listed = collections.Counter(map(id, replicas))
+        objects = dict(zip(map(id, replicas), replicas, strict=True))
+        touched: set[str] = set()
+        for object_id in {object_id for object_id, _ in listed.items() ^ self._listed.items()}:
+            delta = listed.get(object_id, 0) - self._listed.get(object_id, 0)
+            replica = objects[object_id] if object_id in objects else self._objects[object_id]
+            chainlet_id, phase = self._describe(replica)
+            touched.add(chainlet_id)
+            slot = 0 if phase == "READY" else 1 if phase == "STARTING" else None
+            if slot is not None:
+                counts = self._phases.setdefault(chainlet_id, [0, 0])
+                counts[slot] += delta
+                if counts == [0, 0]:
+                    del self._phases[chainlet_id]
+        self._listed, self._objects = listed, objects
+        return touched
 
     def sample(self) -> None:
         inputs = self._capture()
@@ -156,15 +180,26 @@ class LiveSampler:
         points: the dict is only read key by key there and each deque copied whole (`list()`),
         which CPython does in one step under the GIL; this thread is their only writer."""
         now = self.clock()
-        counts = self._counts(inputs)
-        # Only chainlets whose figures changed get a point (the symmetric difference of the
-        # two item sets is computed in C: most of a large fleet is steady).
-        changed = {chainlet_id for chainlet_id, _ in counts.items() ^ self._last_counts.items()}
-        self._last_counts = counts
-        for chainlet_id in changed:
-            value = Figures(*counts[chainlet_id]) if chainlet_id in counts else ZERO
+        touched = self._replica_changes(inputs.replicas)
+        flows = {
+            chainlet_id: (
+                int(inputs.in_flight.get(chainlet_id, 0)),
+                int(inputs.queued.get(chainlet_id, 0)),
+            )
+            for chainlet_id in inputs.in_flight.keys() | inputs.queued.keys()
+        }
+        flows = {k: v for k, v in flows.items() if v != (0, 0)}
+        touched |= {chainlet_id for chainlet_id, _ in flows.items() ^ self._flows.items()}
+        self._flows = flows
+        # Only chainlets whose figures may have changed get a point: most of a large fleet is
+        # steady.
+        for chainlet_id in touched:
+            ready, starting = self._phases.get(chainlet_id, (0, 0))
+            value = Figures(ready, starting, *flows.get(chainlet_id, (0, 0)))
             points = self._points.get(chainlet_id)
             if points is None:
+                if value == ZERO:
+                    continue
                 points = self._points[chainlet_id] = collections.deque(maxlen=self._maxlen)
             if not points or points[-1][1] != value:
                 points.append((now, value))
