@@ -1,10 +1,9 @@
 """Answering with a model the service already built and validated.
 
 FastAPI checks a returned model against the route's `response_model` again and, for a plain
-`def` route, does so on a second trip through the thread pool. On the instance-type update that
-cost about 1.5 ms of a 7 ms request (bench/control_plane.py), so hot routes are `async def`, run
-the service in the pool once, and send its model as JSON themselves. `response_model` stays on
-the route: it documents the answer in /openapi.json.
+`def` route, does so on a second trip through the thread pool. A hot route (the instance-type
+update) is `async def` instead, runs its service in the pool once, and sends the model as JSON
+itself. `response_model` stays on the route: it documents the answer in /openapi.json.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 P = ParamSpec("P")
 
 
-def model_json(model: BaseModel, status_code: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+def model_json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 async def answer_from(
