@@ -34,7 +34,9 @@ from chainyard.services.observations import ChainletGlance, ChainletUpdate, Chai
 log = logging.getLogger("chainyard.reconciler")
 
 S = DeploymentStatus
-# Every this many ticks the reconciler looks at every chainlet that runs, not only changed ones.
+# Every this many intervals the reconciler looks at every chainlet that runs, not only changed
+# ones. Counted in time, not ticks: a burst of wake-ups (API changes) runs many ticks in a
+# second, and a full scan of a large fleet in each tenth of them would cost the API its latency.
 FULL_SCAN_EVERY = 10
 # Replica start attempts before a deploying chainlet is DEPLOY_FAILED.
 MAX_START_ATTEMPTS = 3
@@ -64,6 +66,7 @@ class Reconciler:
         self._retry_at: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self._next_full_scan = 0.0
         # Deployments that run nothing more: released from the runtime once no replica is left.
         self._releasable: set[str] = set()
         self._observed: Observed | None = None
@@ -111,6 +114,9 @@ class Reconciler:
 
     async def run(self) -> None:
         while True:
+            # Cleared before the tick, not after: a wake-up that comes while the tick runs (an API
+            # change, a finished build, the tick's own follow-up) calls for one more.
+            self._wake.clear()
             started = time.perf_counter()
             try:
                 await self.tick()
@@ -123,11 +129,16 @@ class Reconciler:
             self.ticks += 1
             if self.last_tick_seconds > max(1.0, self.interval):
                 log.warning("slow reconciler tick: %.2fs", self.last_tick_seconds)
-            self._wake.clear()
+            # Wake-ups coming back to back (a burst of API changes) would otherwise run tick after
+            # tick, each re-reading everything in flight, and hold the interpreter that serves
+            # the API all the while: resting as long as the tick took keeps the loop to half of
+            # the time at most. A cheap tick rests next to nothing, so cold starts stay quick.
+            rest = min(self.last_tick_seconds, self.interval)
+            await asyncio.sleep(rest)
             # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives while the
             # wake-up completes, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
+                async with asyncio.timeout(self.interval - rest):
                     await self._wake.wait()
 
     async def tick(self) -> None:
@@ -139,7 +150,7 @@ class Reconciler:
         observed = self._observed
         # A full scan now and then; in between only chainlets whose stored state is not at rest,
         # and those whose replicas look different from what the store was last told.
-        full = self.ticks % FULL_SCAN_EVERY == 0
+        full = self._full_scan_due(time.monotonic())
         suspicious = self._suspicious(observed)
         if full:
             # Plain columns for every running chainlet, and full rows only for those whose store
@@ -190,6 +201,12 @@ class Reconciler:
         # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
         if any(u.events for u in updates):
             self._wake.set()
+
+    def _full_scan_due(self, now: float) -> bool:
+        if now < self._next_full_scan:
+            return False
+        self._next_full_scan = now + FULL_SCAN_EVERY * self.interval
+        return True
 
     def _full_scan(self, observed: Observed) -> tuple[set[str], list[ChainletWork]]:
         glances = observations.glance(self.core)

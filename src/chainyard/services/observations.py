@@ -14,23 +14,10 @@ from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
 from chainyard.services import promotions
 from chainyard.services.context import Core, system_actor
 from chainyard.services.lifecycle import apply_event, refresh_status
-from chainyard.store.chains import Chain, ChainDeployment, Chainlet
+from chainyard.store.chains import MOVING_STATUSES, Chain, ChainDeployment, Chainlet, unsettled
 from chainyard.store.environments import Environment
 from chainyard.store.logs import ChainletLog
 from chainyard.store.workspaces import Workspace
-
-# Statuses in which the reconciler has work even when no replica is wanted.
-_MOVING = frozenset(
-    {
-        DeploymentStatus.BUILDING,
-        DeploymentStatus.DEPLOYING,
-        DeploymentStatus.DEACTIVATING,
-        DeploymentStatus.WAKING_UP,
-        DeploymentStatus.UPDATING,
-        DeploymentStatus.UNHEALTHY,
-        DeploymentStatus.LOADING_MODEL,
-    }
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,14 +76,11 @@ class ChainletGlance:
 def _watched(settled_too: bool) -> Any:
     if settled_too:
         return or_(
-            Chainlet.status.in_([s.value for s in _MOVING]),
+            Chainlet.status.in_(MOVING_STATUSES),
             Chainlet.desired_replicas > 0,
             Chainlet.ready_replicas > 0,
         )
-    return or_(
-        Chainlet.status.in_([s.value for s in _MOVING]),
-        Chainlet.desired_replicas != Chainlet.ready_replicas,
-    )
+    return unsettled()
 
 
 def glance(core: Core, *, settled_too: bool = True) -> list[ChainletGlance]:
@@ -375,12 +359,17 @@ def _settle_promotions(
         .options(selectinload(Environment.chainlet_settings))
     ).all()
     serving = {env.current_deployment_id for env in envs if env.current_deployment_id}
-    if serving:
+    # Held until the loop below is done: the session's identity map keeps unchanged objects only
+    # while something else refers to them, and promotions.finish would read each one again.
+    serving_rows = (
         session.scalars(
             select(ChainDeployment)
             .where(ChainDeployment.id.in_(serving))
             .options(selectinload(ChainDeployment.chainlets))
         ).all()
+        if serving
+        else []
+    )
     for deployment, status in settling:
         chain = chains[deployment.chain_id]
         workspace = workspaces[chain.workspace_id]
@@ -392,3 +381,4 @@ def _settle_promotions(
                 promotions.finish(session, actor, chain, env, deployment)
             else:
                 promotions.fail(session, env, deployment)
+    del serving_rows
