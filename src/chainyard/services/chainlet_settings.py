@@ -20,6 +20,7 @@ from chainyard.services import audit, instance_types, lookups, promotions, views
 from chainyard.services.builder import copy_for_environment, deployment_count, deployment_name
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
+from chainyard.store.db import after_commit
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
 
 
@@ -111,7 +112,7 @@ def update_instance_types(
             )
         promotions.begin(session, actor, chain, env, new)
         session.flush()
-        core.wake_reconciler()
+        after_commit(session, core.wake_reconciler)
         return answer(new)
 
 
@@ -218,7 +219,7 @@ def _update_autoscaling(
                 environment_name=env.name,
                 chain_deployment_id=current_dep.id if current_dep else None,
             )
-        core.wake_reconciler()
+        after_commit(session, core.wake_reconciler)
         if env.candidate_deployment_id:
             return UpdateAutoscalingSettingsResponseV1(
                 status=UpdateAutoscalingSettingsStatusV1.QUEUED,

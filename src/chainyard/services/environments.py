@@ -25,6 +25,7 @@ from chainyard.services import audit, instance_types, lookups, promotions, views
 from chainyard.services.builder import copy_for_environment
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
+from chainyard.store.db import after_commit
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
 
 ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -229,7 +230,7 @@ def promote(
             scale_down_previous=request.scale_down_previous_deployment,
         )
         session.flush()
-        core.wake_reconciler()
+        after_commit(session, core.wake_reconciler)
         return views.deployment_v1(target, core.catalogue)
 
 

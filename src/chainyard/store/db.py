@@ -11,7 +11,7 @@ import contextlib
 import os
 import pathlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -40,6 +40,16 @@ def normalize_url(url: str) -> str:
 def sqlite_url(data_dir: str | os.PathLike[str]) -> str:
     path = pathlib.Path(data_dir).resolve() / "chainyard.db"
     return f"sqlite:///{path}"
+
+
+_AFTER_COMMIT = "chainyard_after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Runs `callback` once the write transaction of `session` has committed, and not at all if it
+    rolls back. For waking a loop about a change: woken before the commit, it may look before the
+    change can be seen, and then sleep through it."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 class Database:
@@ -102,9 +112,13 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits when the block ends without an exception."""
-        with _translate_operational(), self._write() as session, session.begin():
-            yield session
+        """A transaction that commits when the block ends without an exception; then runs what
+        `after_commit` queued on it."""
+        with _translate_operational(), self._write() as session:
+            with session.begin():
+                yield session
+            for callback in session.info.pop(_AFTER_COMMIT, ()):
+                callback()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

@@ -1,0 +1,27 @@
+"""Idle chainlets are looked at again now and then, spread out rather than all in one tick."""
+
+from __future__ import annotations
+
+from chainyard.autoscaler import loop
+from chainyard.autoscaler.loop import Autoscaler
+from chainyard.domain.autoscaling import AutoscalingSettings
+from chainyard.domain.autoscaling_policy import Decision, PolicyState, Traffic
+
+
+def test_idle_rechecks_are_spread_over_the_second_half_of_the_recheck_time() -> None:
+    scaler = Autoscaler(core=None, in_flight=dict)  # type: ignore[arg-type]
+    idle = Traffic(window_average=0.0, burst_average=0.0)
+    decision = Decision(replicas=1, state=PolicyState(), reason="steady")
+    now = 1000.0
+    ids = [f"c{i}" for i in range(2000)]
+    # A fleet seen idle in one pass, as after a restart.
+    for chainlet_id in ids:
+        scaler._remember_quiet(chainlet_id, idle, decision, AutoscalingSettings(), now, None)
+    due = sorted(scaler._quiet[c].recheck_at - now for c in ids)
+    recheck = loop.IDLE_RECHECK_SECONDS
+    assert recheck / 2 <= due[0] and due[-1] <= recheck  # never later than the recheck time
+    # Spread: each tenth of the span holds a share of them, none holds most.
+    tenths = [0] * 10
+    for seconds in due:
+        tenths[min(9, int((seconds - recheck / 2) / (recheck / 20)))] += 1
+    assert all(50 <= n <= 400 for n in tenths), tenths
