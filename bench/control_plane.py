@@ -855,6 +855,10 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"background loops meanwhile: {data['loops']}")
     if "restart" in result:
         print(f"restart: {result['restart']}")
+    if "update_p50_running_over_paused" in result:
+        print(f"update p50, loops running / paused: {result['update_p50_running_over_paused']}")
+    if "cpu_probe_ms" in result:
+        print(f"cpu probe (ms, lower is faster): {result['cpu_probe_ms']}")
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -928,12 +932,22 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"chainyard-bench-{db_name}-"))
         started = time.perf_counter()
         commit = run_info.commit()  # what the server about to start imports
+        probe_before = run_info.cpu_probe_ms()
         try:
             with database_url(db_name, work_dir) as url:
                 result = run_one(db_name, args, url, work_dir)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         result["machine"] = run_info.machine()
+        result["cpu_probe_ms"] = {"before": probe_before, "after": run_info.cpu_probe_ms()}
+        phases = result["phases"]
+        if "loops_paused" in phases and "loops_running" in phases:
+            # The loops' cost to the update, against the paused phase of the same run.
+            running, paused = (
+                phases[name]["endpoints"]["update_instance_types"]["p50_ms"]
+                for name in ("loops_running", "loops_paused")
+            )
+            result["update_p50_running_over_paused"] = round(running / paused, 2)
         result["commit"] = commit
         result["params"] = {k: v for k, v in vars(args).items() if k not in ("out", "serve", "db")}
         result["run_seconds"] = round(time.perf_counter() - started, 1)

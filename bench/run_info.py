@@ -7,6 +7,7 @@ import os
 import pathlib
 import platform
 import subprocess
+import time
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,3 +41,17 @@ def commit() -> str:
     except OSError:
         return "unknown"
     return f"{head}+dirty" if dirty else head or "unknown"
+
+
+def cpu_probe_ms() -> float:
+    """Milliseconds a fixed piece of pure Python takes here now, best of three. A shared machine
+    runs faster or slower from one hour to the next; two runs' latencies compare only as far as
+    their probes agree (ratios within one run compare regardless)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
