@@ -784,8 +784,9 @@ def run_one(
             _check_isolation(client, pop)
             if args.phases in ("both", "paused"):
                 # 1. The API alone: the loops are paused (the updates' deployments wait).
+                probe = run_info.cpu_probe_ms()
                 endpoints = _measure(db_name, "paused", client, pop, args, targets[:per_phase])
-                result["phases"]["loops_paused"] = {"endpoints": endpoints}
+                result["phases"]["loops_paused"] = {"endpoints": endpoints, "cpu_probe_ms": probe}
             if args.phases == "paused":
                 return result
             # 2. The loops start; the reconciler as after a restart: the store says 2 x N
@@ -801,6 +802,7 @@ def run_one(
             print(f"[{db_name}] settled {time.time() - resumed:.1f}s after the loops started")
             # 3. The same requests with the loops running, as a server runs.
             running = time.time()
+            probe = run_info.cpu_probe_ms()  # the loops idle meanwhile (a settled fleet)
             endpoints = _measure(db_name, "running", client, pop, args, targets[per_phase:])
             during = _tick_stats(base, running)
             settle = _wait_settled(db, timeout=900)
@@ -808,6 +810,7 @@ def run_one(
                 "endpoints": endpoints,
                 "loops": during,
                 "promotions_settled_seconds_after_last_update": round(settle, 1),
+                "cpu_probe_ms": probe,
             }
             updated = 2 * per_phase if args.phases == "both" else per_phase
             _check_promotions(db, updated)
@@ -853,6 +856,8 @@ def print_table(result: dict[str, Any]) -> None:
             print(_row(name, summary))
         if "loops" in data:
             print(f"background loops meanwhile: {data['loops']}")
+        if "cpu_probe_ms" in data:
+            print(f"cpu probe before the phase (ms, lower is faster): {data['cpu_probe_ms']}")
     if "restart" in result:
         print(f"restart: {result['restart']}")
     if "update_p50_running_over_paused" in result:
