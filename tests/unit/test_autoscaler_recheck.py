@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
 from chainyard.autoscaler import loop
 from chainyard.autoscaler.loop import Autoscaler
 from chainyard.domain.autoscaling import AutoscalingSettings
 from chainyard.domain.autoscaling_policy import Decision, PolicyState, Traffic
+from chainyard.services import autoscaling
 
 
 def test_idle_rechecks_are_spread_over_the_second_half_of_the_recheck_time() -> None:
@@ -25,3 +32,34 @@ def test_idle_rechecks_are_spread_over_the_second_half_of_the_recheck_time() -> 
     for seconds in due:
         tenths[min(9, int((seconds - recheck / 2) / (recheck / 20)))] += 1
     assert all(50 <= n <= 400 for n in tenths), tenths
+
+
+def test_decisions_are_made_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle pass decides for thousands of chainlets; on the event loop, that held up every
+    request meanwhile."""
+    fleet = [
+        autoscaling.Managed(f"c{i}", 1, AutoscalingSettings().to_dict(), None, False)
+        for i in range(300)
+    ]
+    glances = [autoscaling.Glance(m.chainlet_id, 1, False) for m in fleet]
+    monkeypatch.setattr(autoscaling, "glance", lambda core, busy: glances)
+    monkeypatch.setattr(autoscaling, "managed_by_id", lambda core, ids: fleet)
+    monkeypatch.setattr(autoscaling, "apply", lambda core, decisions: decisions)
+    scaler = Autoscaler(core=None, in_flight=dict)  # type: ignore[arg-type]
+    threads: list[str] = []
+    decide_all = scaler._decide
+
+    def recorded(chainlets: list[autoscaling.Managed], now: float) -> Any:
+        threads.append(threading.current_thread().name)
+        return decide_all(chainlets, now)
+
+    scaler._decide = recorded  # type: ignore[method-assign]
+
+    async def main() -> str:
+        await scaler.tick()  # the first tick is an idle pass over every chainlet
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    assert threads and loop_thread not in threads
+    # Every chainlet was decided on, and each is now remembered as quiet.
+    assert set(scaler._quiet) == {m.chainlet_id for m in fleet}

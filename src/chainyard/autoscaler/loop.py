@@ -144,21 +144,12 @@ class Autoscaler:
                 log.exception("autoscaler tick failed; retrying")
             await asyncio.sleep(self.interval)
 
-    async def tick(self) -> None:
-        now = self.clock()
-        demand = self.in_flight()
-        busy = {chainlet_id for chainlet_id, n in demand.items() if n > 0}
-        # Idle chainlets only wait out their scale-down delay: they are looked at every
-        # FULL_PASS_EVERY ticks, busy ones every tick.
-        full = self._ticks % FULL_PASS_EVERY == 0
-        self._ticks += 1
-        if full:
-            chainlets = await self._idle_pass(now, demand, busy)
-        else:
-            chainlets = await asyncio.to_thread(autoscaling.managed_by_id, self.core, sorted(busy))
-            self.samples.record(now, demand, [c.chainlet_id for c in chainlets])
-        decisions = []
-        self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})
+    def _decide(
+        self, chainlets: list[autoscaling.Managed], now: float
+    ) -> list[tuple[autoscaling.ScaleDecision, str]]:
+        """The policy's decision for each chainlet, where it differs from what is stored, with its
+        reason."""
+        decisions: list[tuple[autoscaling.ScaleDecision, str]] = []
         for chainlet in chainlets:
             if chainlet.retired and chainlet.desired_replicas == 0:
                 # Replaced by a promotion: the requests it still finishes must not scale it back
@@ -181,23 +172,48 @@ class Autoscaler:
             self._remember_quiet(chainlet.chainlet_id, traffic, decision, settings, now, floor)
             if decision.replicas != chainlet.desired_replicas or decision.state != state:
                 decisions.append(
-                    autoscaling.ScaleDecision(
-                        chainlet.chainlet_id,
-                        chainlet.desired_replicas,
-                        decision.replicas,
-                        decision.state.to_dict(),
-                    )
-                )
-                if decision.replicas != chainlet.desired_replicas:
-                    self.decisions[decision.reason] += 1
-                    self.desired[chainlet.chainlet_id] = decision.replicas
-                    log.info(
-                        "chainlet %s: %d -> %d replicas (%s)",
-                        chainlet.chainlet_id,
-                        chainlet.desired_replicas,
-                        decision.replicas,
+                    (
+                        autoscaling.ScaleDecision(
+                            chainlet.chainlet_id,
+                            chainlet.desired_replicas,
+                            decision.replicas,
+                            decision.state.to_dict(),
+                        ),
                         decision.reason,
                     )
-        written = await asyncio.to_thread(autoscaling.apply, self.core, decisions)
+                )
+        return decisions
+
+    async def tick(self) -> None:
+        now = self.clock()
+        demand = self.in_flight()
+        busy = {chainlet_id for chainlet_id, n in demand.items() if n > 0}
+        # Idle chainlets only wait out their scale-down delay: they are looked at every
+        # FULL_PASS_EVERY ticks, busy ones every tick.
+        full = self._ticks % FULL_PASS_EVERY == 0
+        self._ticks += 1
+        if full:
+            chainlets = await self._idle_pass(now, demand, busy)
+        else:
+            chainlets = await asyncio.to_thread(autoscaling.managed_by_id, self.core, sorted(busy))
+            self.samples.record(now, demand, [c.chainlet_id for c in chainlets])
+        self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})
+        # In a worker thread too: an idle pass re-reads a few thousand chainlets, and deciding
+        # for each on the event loop held up every request for tens of milliseconds.
+        decisions = await asyncio.to_thread(self._decide, chainlets, now) if chainlets else []
+        for decision, reason in decisions:
+            if decision.replicas != decision.expected_replicas:
+                self.decisions[reason] += 1
+                self.desired[decision.chainlet_id] = decision.replicas
+                log.info(
+                    "chainlet %s: %d -> %d replicas (%s)",
+                    decision.chainlet_id,
+                    decision.expected_replicas,
+                    decision.replicas,
+                    reason,
+                )
+        written = await asyncio.to_thread(
+            autoscaling.apply, self.core, [decision for decision, _ in decisions]
+        )
         if any(d.replicas != d.expected_replicas for d in written):
             self.core.wake_reconciler()

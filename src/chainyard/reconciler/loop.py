@@ -42,6 +42,8 @@ FULL_SCAN_EVERY = 10
 # interval), even when woken meanwhile. Measured with bench/control_plane.py on PostgreSQL, 200
 # updates back to back: an update that meets a tick takes about twice as long as one that does not.
 REST_PER_TICK = 2.0
+# Chainlets reconciled on the event loop between two chances for requests to run.
+_YIELD_EVERY = 50
 # Replica start attempts before a deploying chainlet is DEPLOY_FAILED.
 MAX_START_ATTEMPTS = 3
 # Statuses that become ACTIVE once every desired replica is ready.
@@ -188,7 +190,11 @@ class Reconciler:
                 # runtime keeps for the deployment goes too.
                 self._releasable.add(replica.deployment_id)
         updates: list[ChainletUpdate] = []
-        for item in work:
+        for i, item in enumerate(work):
+            if i and i % _YIELD_EVERY == 0:
+                # Hundreds of chainlets in one tick (a burst of deployments, a restart) would
+                # otherwise hold the event loop, and every request waiting on it, at a stretch.
+                await asyncio.sleep(0)
             try:
                 update = await self._reconcile(item, observed.of_chainlet(item.chainlet_id))
             except Exception:
