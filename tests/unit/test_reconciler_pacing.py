@@ -22,7 +22,8 @@ def test_full_scans_are_spaced_in_time_not_ticks() -> None:
 
 def test_a_slow_tick_is_followed_by_a_longer_rest_even_when_woken() -> None:
     spans: list[tuple[float, float]] = []
-    reconciler = Reconciler(core=None, runtime=None, interval=5.0)  # type: ignore[arg-type]
+    # An interval of an hour: had a woken tick waited for it, the deadline below would end the test.
+    reconciler = Reconciler(core=None, runtime=None, interval=3600.0)  # type: ignore[arg-type]
 
     async def slow_tick() -> None:
         started = time.perf_counter()
@@ -45,12 +46,12 @@ def test_a_slow_tick_is_followed_by_a_longer_rest_even_when_woken() -> None:
         # The rest lasts twice as long as the tick (run() measures a little more than slow_tick
         # does).
         assert next_start - end >= 0.9 * loop.REST_PER_TICK * (end - start)
-    # Not the interval: a woken reconciler does not wait that long.
-    assert spans[4][0] - spans[0][0] < 4 * reconciler.interval
 
 
-def test_a_wake_up_during_a_tick_is_kept_and_a_quick_tick_barely_rests() -> None:
-    reconciler = Reconciler(core=None, runtime=None, interval=5.0)  # type: ignore[arg-type]
+def test_a_wake_up_during_a_tick_is_kept() -> None:
+    # The tick's own wake-up is the only one: were it lost, the next tick would wait an hour and
+    # the deadline below would end the test.
+    reconciler = Reconciler(core=None, runtime=None, interval=3600.0)  # type: ignore[arg-type]
     starts: list[float] = []
 
     async def quick_tick() -> None:
@@ -66,5 +67,4 @@ def test_a_wake_up_during_a_tick_is_kept_and_a_quick_tick_barely_rests() -> None
         await reconciler.stop()
 
     asyncio.run(asyncio.wait_for(main(), timeout=30))
-    # Twenty woken ticks well within one interval: none waited for the interval.
-    assert starts[19] - starts[0] < reconciler.interval
+    assert len(starts) >= 20
