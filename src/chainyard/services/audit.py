@@ -67,9 +67,16 @@ def record(
     )
 
 
+def take_pending(session: Session) -> list[dict[str, Any]]:
+    """The rows queued so far, for a caller that writes them itself (`store.batch`); the commit
+    then writes only those queued later."""
+    rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    return rows
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    rows = session.info.pop(_PENDING, None)
+    rows = take_pending(session)
     if rows:
         # In the order recorded, so that sequence numbers follow the events.
         session.execute(insert(AuditLog), rows)

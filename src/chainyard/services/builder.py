@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import BindParameter, ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from chainyard.domain.autoscaling import AutoscalingSettings
@@ -45,10 +45,13 @@ def create_deployment(
     source_file: str | None = None,
     source_deployment_id: str | None,
     environment: Environment | None,
+    add: bool = True,
 ) -> ChainDeployment:
-    """Adds a BUILDING deployment. With `environment`, its chainlet settings win over the specs'
-    instance types and give the autoscaling settings. Settings it lacks are not created here but
-    when the deployment is promoted, so that a candidate that fails leaves none behind."""
+    """A BUILDING deployment, added to the session (with `add=False`, not: the caller writes its
+    rows itself, through `store.batch`). With `environment`, its chainlet settings win over the
+    specs' instance types and give the autoscaling settings. Settings it lacks are not created
+    here but when the deployment is promoted, so that a candidate that fails leaves none
+    behind."""
     settings = {s.chainlet_name: s for s in environment.chainlet_settings} if environment else {}
     if name is None:
         count = session.scalar(select(deployment_count(chain.id)))
@@ -72,6 +75,7 @@ def create_deployment(
         deployment.chainlets.append(
             Chainlet(
                 id=new_id(),
+                chain_deployment_id=deployment.id,
                 name=spec.name,
                 position=position,
                 is_entrypoint=spec.is_entrypoint,
@@ -90,11 +94,12 @@ def create_deployment(
         )
     # Written with the transaction (or an earlier query's autoflush): one flush for all of a
     # request's rows costs less than one per step.
-    session.add(deployment)
+    if add:
+        session.add(deployment)
     return deployment
 
 
-def deployment_count(chain_id: str) -> ScalarSelect[int]:
+def deployment_count(chain_id: str | BindParameter[str]) -> ScalarSelect[int]:
     """How many deployments a chain has, as a subquery, so that a query the caller makes anyway
     can carry it (the count names the next deployment)."""
     return (
@@ -175,6 +180,7 @@ def copy_for_environment(
     environment: Environment,
     *,
     name: str | None = None,
+    add: bool = True,
 ) -> ChainDeployment:
     """A new deployment of the same code as `source`, with the environment's chainlet settings
     (the instance-type update and promotions that must redeploy)."""
@@ -188,6 +194,7 @@ def copy_for_environment(
         source_file=source.source_file,
         source_deployment_id=source.id,
         environment=environment,
+        add=add,
     )
     record_deployed(session, actor, chain, copy, environment.name)
     return copy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from chainyard.domain.autoscaling import AutoscalingSettings, apply_update
@@ -19,9 +19,19 @@ from chainyard.schemas import (
 from chainyard.services import audit, instance_types, lookups, promotions, views
 from chainyard.services.builder import copy_for_environment, deployment_count, deployment_name
 from chainyard.services.context import Actor, Core
+from chainyard.store.audit_logs import AuditLog
+from chainyard.store.batch import write_together
 from chainyard.store.chains import Chain, ChainDeployment
 from chainyard.store.db import after_commit
 from chainyard.store.environments import ChainletEnvironmentSettings, Environment
+
+# An environment's current deployment with its chainlets, and its chain's deployment count (which
+# names the copy). Built once, as the update runs it on every call.
+_CURRENT_WITH_COUNT = (
+    select(ChainDeployment, deployment_count(bindparam("chain_id")))
+    .where(ChainDeployment.id == bindparam("deployment_id"))
+    .options(joinedload(ChainDeployment.chainlets))
+)
 
 
 def _settings_for(env: Environment, names: Sequence[str]) -> dict[str, ChainletEnvironmentSettings]:
@@ -85,9 +95,8 @@ def update_instance_types(
         # the copy, comes with it.
         found = (
             session.execute(
-                select(ChainDeployment, deployment_count(chain.id))
-                .where(ChainDeployment.id == env.current_deployment_id)
-                .options(joinedload(ChainDeployment.chainlets))
+                _CURRENT_WITH_COUNT,
+                {"deployment_id": env.current_deployment_id, "chain_id": chain.id},
             )
             .unique()
             .first()
@@ -103,7 +112,7 @@ def update_instance_types(
 
         current, existing = found
         new = copy_for_environment(
-            session, actor, chain, current, env, name=deployment_name(existing)
+            session, actor, chain, current, env, name=deployment_name(existing), add=False
         )
         chainlet_ids = {c.name: c.id for c in new.chainlets}
         for name, type_id in changed.items():
@@ -111,7 +120,9 @@ def update_instance_types(
                 session, actor, chain, new, name, chainlet_ids.get(name, ""), type_id, env.name
             )
         promotions.begin(session, actor, chain, env, new)
-        session.flush()
+        # The request's rows in one statement rather than the ORM's flush of five (this is the
+        # API's hot path; docs/architecture.md).
+        write_together(session, [new, *new.chainlets], [(AuditLog, audit.take_pending(session))])
         after_commit(session, core.wake_reconciler)
         return answer(new)
 

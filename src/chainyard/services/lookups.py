@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from chainyard.domain.errors import NotFound
@@ -47,6 +47,21 @@ def environment(
     return row
 
 
+# Built once: building a select with its options costs a fifth of this lookup, and the update
+# makes it on every call.
+_CHAIN_AND_ENVIRONMENT = (
+    select(Chain, Environment)
+    .join(Environment, Environment.chain_id == Chain.id)
+    .where(
+        Chain.id == bindparam("chain_id"),
+        Chain.workspace_id == bindparam("workspace_id"),
+        Environment.name == bindparam("environment_name"),
+    )
+    .options(joinedload(Environment.chainlet_settings))
+    .with_for_update(of=Environment)
+)
+
+
 def chain_and_environment(
     session: Session, actor: Actor, chain_id: str, name: str
 ) -> tuple[Chain, Environment]:
@@ -55,15 +70,8 @@ def chain_and_environment(
     update's hot path). Falls back to those for the error they name."""
     row = (
         session.execute(
-            select(Chain, Environment)
-            .join(Environment, Environment.chain_id == Chain.id)
-            .where(
-                Chain.id == chain_id,
-                Chain.workspace_id == actor.workspace_id,
-                Environment.name == name,
-            )
-            .options(joinedload(Environment.chainlet_settings))
-            .with_for_update(of=Environment)
+            _CHAIN_AND_ENVIRONMENT,
+            {"chain_id": chain_id, "workspace_id": actor.workspace_id, "environment_name": name},
         )
         .unique()
         .first()
