@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from chainyard.cli.commands.chains import ChainArg
+from chainyard.cli.interrupt import Interrupt, deferred_interrupt
 from chainyard.cli.session import ExitCode, Session, connected
 from chainyard.schemas import ChainDeploymentV1, ChainletV1, LogLevelV1, LogV1
 from chainyard.sdk import RateLimited
@@ -101,47 +102,46 @@ def logs(
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls with -f")] = 1.0,
 ) -> None:
     """Show a deployment's logs: the environment's current one unless --deployment."""
-    chain_id = s.chain_id(chain)
-    target = _deployment(s, chain_id, environment, deployment)
-    chainlets = _chosen(s, target, chainlet)
-    width = max(len(c.name) for c in chainlets)
-    start_ms = int((time.time() - parse_duration(since)) * 1000)
-    filters: dict[str, Any] = {"min_level": level, "search_pattern": search}
+    # Following, Ctrl-C ends the command between requests, never inside one (cli/interrupt.py).
+    with deferred_interrupt(enabled=follow) as stop:
+        chain_id = s.chain_id(chain)
+        target = _deployment(s, chain_id, environment, deployment)
+        chainlets = _chosen(s, target, chainlet)
+        width = max(len(c.name) for c in chainlets)
+        start_ms = int((time.time() - parse_duration(since)) * 1000)
+        filters: dict[str, Any] = {"min_level": level, "search_pattern": search}
 
-    batch: list[tuple[int, ChainletV1, LogV1]] = []
-    for c in chainlets:
-        # Newest first, so that `limit` keeps the latest lines; shown oldest first below.
-        page = s.client.deployments.logs(
-            chain_id,
-            target.id,
-            c.id,
-            start_epoch_millis=start_ms,
-            direction="desc",
-            limit=limit,
-            **filters,
-        )
-        batch.extend((int(log.timestamp), c, log) for log in page.logs)
-    batch.sort(key=lambda item: item[0])
-    batch = batch[-limit:]
+        batch: list[tuple[int, ChainletV1, LogV1]] = []
+        for c in chainlets:
+            # Newest first, so that `limit` keeps the latest lines; shown oldest first below.
+            page = s.client.deployments.logs(
+                chain_id,
+                target.id,
+                c.id,
+                start_epoch_millis=start_ms,
+                direction="desc",
+                limit=limit,
+                **filters,
+            )
+            batch.extend((int(log.timestamp), c, log) for log in page.logs)
+        batch.sort(key=lambda item: item[0])
+        batch = batch[-limit:]
 
-    if s.json and not follow:
-        s.emit_json({"logs": [_record(target, c, log) for _, c, log in batch]})
-        return
+        if s.json and not follow:
+            s.emit_json({"logs": [_record(target, c, log) for _, c, log in batch]})
+            return
 
-    def show(c: ChainletV1, log: LogV1) -> None:
-        if s.json:
-            typer.echo(json.dumps(_record(target, c, log)))
-        else:
-            typer.echo(_line(c, log, width))
+        def show(c: ChainletV1, log: LogV1) -> None:
+            if s.json:
+                typer.echo(json.dumps(_record(target, c, log)))
+            else:
+                typer.echo(_line(c, log, width))
 
-    for _, c, log in batch:
-        show(c, log)
-    if not follow:
-        return
-    try:
-        _follow(s, chain_id, target, chainlets, batch, start_ms, interval, filters, show)
-    except KeyboardInterrupt:
-        return
+        for _, c, log in batch:
+            show(c, log)
+        if not follow:
+            return
+        _follow(s, chain_id, target, chainlets, batch, start_ms, interval, filters, show, stop)
 
 
 def _follow(
@@ -154,14 +154,14 @@ def _follow(
     interval: float,
     filters: dict[str, Any],
     show: Callable[[ChainletV1, LogV1], None],
+    interrupted: Interrupt,
 ) -> None:
-    """Polls for lines newer than those shown, until interrupted."""
+    """Polls for lines newer than those shown, until Ctrl-C."""
     seen = {(c.id, log.timestamp, log.replica, log.message) for _, c, log in shown}
     newest = {c.id: start_ms for c in chainlets}
     for ts, c, _ in shown:
         newest[c.id] = max(newest[c.id], ts // 1_000_000)
-    while True:
-        time.sleep(interval)
+    while not interrupted.wait(interval):
         fresh: list[tuple[int, ChainletV1, LogV1]] = []
         for c in chainlets:
             try:
@@ -175,7 +175,8 @@ def _follow(
                     **filters,
                 )
             except RateLimited as exc:
-                time.sleep(exc.retry_after or interval)
+                if interrupted.wait(exc.retry_after or interval):
+                    return
                 continue
             for log in page.logs:
                 key = (c.id, log.timestamp, log.replica, log.message)
