@@ -79,6 +79,8 @@ def test_logs_follow_prints_new_lines_until_interrupted(
             CHAINYARD_API_KEY=cli.live.key,
             CHAINYARD_CONFIG=str(cli.config_file),
         ),
+        # As from a terminal: a suite run as a background job would hand it SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
 

@@ -26,12 +26,18 @@ _CHILD = textwrap.dedent(
 )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_child(mode: str) -> tuple[int, str]:
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal, whatever this test runs under (a background job ignores SIGINT).
+        preexec_fn=_default_sigint,
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
@@ -58,3 +64,12 @@ def test_the_previous_handler_comes_back() -> None:
         assert signal.getsignal(signal.SIGINT) is not before
         assert not stop.wait(0)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferred_interrupt():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,8 +2,8 @@
 
 Python raises KeyboardInterrupt wherever the main thread happens to be. In the middle of an HTTP
 request that can be between a lock's acquire and the block that releases it, inside the client's
-connection pool; closing the client at exit then waits for that lock forever, and the command
-hangs instead of ending. So the signal only sets a flag here, and the loop ends at its next wait.
+connection pool; closing the client at exit would then wait for that lock forever. So the signal
+only sets a flag here, and the loop ends at its next wait, between requests.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ class Interrupt:
 @contextlib.contextmanager
 def deferred_interrupt(enabled: bool = True) -> Iterator[Interrupt]:
     """SIGINT sets the returned flag instead of raising, until the block ends (with
-    `enabled=False`, Ctrl-C keeps raising and the flag is never set)."""
+    `enabled=False`, Ctrl-C keeps raising and the flag is never set; a SIGINT the process was
+    started ignoring stays ignored)."""
     interrupt = Interrupt()
-    if not enabled:
+    if not enabled or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Ignored by whoever started us (nohup, a background job): it stays ignored.
         yield interrupt
         return
 
