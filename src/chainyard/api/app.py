@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from chainyard import __version__
+from chainyard import __version__, heap
 from chainyard.api import errors, limits
 from chainyard.api.routes import (
     api_keys,
@@ -184,6 +184,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         # Starts the runtime and the control loops if this server gets the lease.
         await membership.start()
         live_sampler.start()
+        collector = heap.settle()
         app.state.ready = True
         log.info("chainyard %s serving (runtime %s)", __version__, backend.name)
         try:
@@ -197,6 +198,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
             await replica_router.close()
             await backend.close()
             core.db.dispose()
+            heap.thaw(collector)
             sys.setswitchinterval(switch_interval)
 
     app = FastAPI(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from chainyard.autoscaler.traffic import TrafficSamples
 from chainyard.domain.autoscaling import AutoscalingSettings
@@ -32,8 +32,7 @@ FULL_PASS_EVERY = 10
 IDLE_RECHECK_SECONDS = 60.0
 
 
-@dataclasses.dataclass(frozen=True)
-class _Quiet:
+class _Quiet(NamedTuple):
     """An idle chainlet whose decision cannot change before `due` (None: never) as long as its
     count stays `desired` and no request comes."""
 

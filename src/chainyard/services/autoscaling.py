@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import or_, select, update
 
@@ -45,8 +45,9 @@ class ScaleDecision:
     state: dict[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class Glance:
+class Glance(NamedTuple):
+    """A named tuple: the idle pass makes one per running chainlet."""
+
     chainlet_id: str
     desired_replicas: int
     retired: bool

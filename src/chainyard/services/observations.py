@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
@@ -62,9 +62,10 @@ class ChainletUpdate:
 _CHUNK = 500
 
 
-@dataclasses.dataclass(frozen=True)
-class ChainletGlance:
-    """The few plain columns that tell whether a running chainlet needs a closer look."""
+class ChainletGlance(NamedTuple):
+    """The few plain columns that tell whether a running chainlet needs a closer look. A named
+    tuple: a full scan makes one per running chainlet, and a tuple is quicker to build than a
+    frozen dataclass."""
 
     chainlet_id: str
     status: DeploymentStatus
