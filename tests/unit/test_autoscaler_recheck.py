@@ -42,9 +42,9 @@ def test_decisions_are_made_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
         for i in range(300)
     ]
     glances = [autoscaling.Glance(m.chainlet_id, 1, False) for m in fleet]
-    monkeypatch.setattr(autoscaling, "glance", lambda core, busy: glances)
-    monkeypatch.setattr(autoscaling, "managed_by_id", lambda core, ids: fleet)
-    monkeypatch.setattr(autoscaling, "apply", lambda core, decisions: decisions)
+    monkeypatch.setattr(autoscaling, "glance", lambda core, busy, **_kw: glances)
+    monkeypatch.setattr(autoscaling, "managed_by_id", lambda core, ids, **_kw: fleet)
+    monkeypatch.setattr(autoscaling, "apply", lambda core, decisions, **_kw: decisions)
     scaler = Autoscaler(core=None, in_flight=dict)  # type: ignore[arg-type]
     threads: list[str] = []
     decide_all = scaler._decide

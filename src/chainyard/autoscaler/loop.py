@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
+import itertools
 import logging
 import random
 import time
@@ -22,6 +24,7 @@ from chainyard.domain.autoscaling_policy import (
 )
 from chainyard.services import autoscaling
 from chainyard.services.context import Core
+from chainyard.services.pacing import Pacer
 
 log = logging.getLogger("chainyard.autoscaler")
 
@@ -91,17 +94,24 @@ class Autoscaler:
     ) -> list[autoscaling.Managed]:
         """Every managed chainlet, in plain columns; full rows only for those with traffic or
         whose decision may be due (a steady fleet of thousands costs one light query)."""
-        glances = autoscaling.glance(self.core, busy)
+        # Paced (services/pacing.py): over a large fleet this pass is hundreds of milliseconds,
+        # and API requests share the interpreter with it.
+        pacer = Pacer()
+        glances = autoscaling.glance(self.core, busy, pacer=pacer)
         ids = [g.chainlet_id for g in glances]
         self.samples.record(now, demand, ids)
         self.samples.forget(set(ids) | set(demand))
         for stale in set(self._quiet) - set(ids):
             del self._quiet[stale]
-        due = [
-            g.chainlet_id for g in glances if g.chainlet_id in busy or not self._still_quiet(g, now)
-        ]
+        due: list[str] = []
+        for part in pacer.over(glances):
+            due.extend(
+                g.chainlet_id
+                for g in part
+                if g.chainlet_id in busy or not self._still_quiet(g, now)
+            )
         self.desired.update({g.chainlet_id: g.desired_replicas for g in glances})
-        return autoscaling.managed_by_id(self.core, due)
+        return autoscaling.managed_by_id(self.core, due, pacer=pacer)
 
     def _still_quiet(self, glance: autoscaling.Glance, now: float) -> bool:
         quiet = self._quiet.get(glance.chainlet_id)
@@ -149,7 +159,8 @@ class Autoscaler:
         """The policy's decision for each chainlet, where it differs from what is stored, with its
         reason."""
         decisions: list[tuple[autoscaling.ScaleDecision, str]] = []
-        for chainlet in chainlets:
+        # Paced: the first pass after a start decides for every chainlet of the fleet.
+        for chainlet in itertools.chain.from_iterable(Pacer().over(chainlets)):
             if chainlet.retired and chainlet.desired_replicas == 0:
                 # Replaced by a promotion: the requests it still finishes must not scale it back
                 # up. A request sent to it directly wakes it (the gateway), and then it is scaled.
@@ -194,7 +205,9 @@ class Autoscaler:
         if full:
             chainlets = await self._idle_pass(now, demand, busy)
         else:
-            chainlets = await asyncio.to_thread(autoscaling.managed_by_id, self.core, sorted(busy))
+            chainlets = await asyncio.to_thread(
+                functools.partial(autoscaling.managed_by_id, self.core, sorted(busy), pacer=Pacer())
+            )
             self.samples.record(now, demand, [c.chainlet_id for c in chainlets])
         self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})
         # In a worker thread too: an idle pass re-reads a few thousand chainlets, and deciding
@@ -212,7 +225,12 @@ class Autoscaler:
                     reason,
                 )
         written = await asyncio.to_thread(
-            autoscaling.apply, self.core, [decision for decision, _ in decisions]
+            functools.partial(
+                autoscaling.apply,
+                self.core,
+                [decision for decision, _ in decisions],
+                pacer=Pacer(),
+            )
         )
         if any(d.replicas != d.expected_replicas for d in written):
             self.core.wake_reconciler()

@@ -30,6 +30,7 @@ from chainyard.runtime.base import (
 from chainyard.services import artifacts, inference, observations, rollouts, secrets
 from chainyard.services.context import Core
 from chainyard.services.observations import ChainletGlance, ChainletUpdate, ChainletWork
+from chainyard.services.pacing import Pacer
 
 log = logging.getLogger("chainyard.reconciler")
 
@@ -167,7 +168,11 @@ class Reconciler:
         else:
             work = await asyncio.to_thread(
                 functools.partial(
-                    observations.load_work, self.core, settled_too=False, also=suspicious
+                    observations.load_work,
+                    self.core,
+                    settled_too=False,
+                    also=suspicious,
+                    pacer=Pacer(),
                 )
             )
             wanted = {w.chainlet_id for w in work}
@@ -202,7 +207,9 @@ class Reconciler:
                 continue
             if update is not None:
                 updates.append(update)
-        await asyncio.to_thread(observations.apply_updates, self.core, updates)
+        await asyncio.to_thread(
+            functools.partial(observations.apply_updates, self.core, updates, pacer=Pacer())
+        )
         # Gradual promotions move one step per tick, from the ready counts just recorded.
         await asyncio.to_thread(rollouts.advance, self.core)
         await self._release_idle_deployments(observed)
@@ -220,14 +227,19 @@ class Reconciler:
         return True
 
     def _full_scan(self, observed: Observed) -> tuple[set[str], list[ChainletWork]]:
-        glances = observations.glance(self.core)
+        # Paced (services/pacing.py): over a large fleet this is the longest thing the reconciler
+        # does, and API requests share the interpreter with it.
+        pacer = Pacer()
+        glances = observations.glance(self.core, pacer=pacer)
         wanted = {g.chainlet_id for g in glances}
-        closer = {
-            g.chainlet_id
-            for g in glances
-            if not self._at_rest(g, observed.of_chainlet(g.chainlet_id))
-        }
-        return wanted, observations.load_chainlets(self.core, closer)
+        closer: set[str] = set()
+        for part in pacer.over(glances):
+            closer.update(
+                g.chainlet_id
+                for g in part
+                if not self._at_rest(g, observed.of_chainlet(g.chainlet_id))
+            )
+        return wanted, observations.load_chainlets(self.core, closer, pacer=pacer)
 
     def _suspicious(self, observed: Observed) -> set[str]:
         """Chainlets whose replicas are not all ready, or whose count differs from what the store

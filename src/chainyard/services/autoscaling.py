@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from chainyard.domain.statuses import DeploymentStatus
 from chainyard.services import rollouts
 from chainyard.services.context import Core
+from chainyard.services.pacing import Pacer, unpaced
 from chainyard.store.chains import ChainDeployment, Chainlet
 
 # Chainlets whose replica count belongs to the autoscaler; deploying or failed ones do not.
@@ -53,27 +54,38 @@ class Glance(NamedTuple):
     retired: bool
 
 
-def glance(core: Core, with_traffic: set[str]) -> list[Glance]:
+_GLANCE = (
+    select(Chainlet.id, Chainlet.desired_replicas, ChainDeployment.retired)
+    .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+    .where(
+        ChainDeployment.desired_state == "ACTIVE",
+        ChainDeployment.id.not_in(rollouts.in_rollout()),
+        Chainlet.status.in_(_MANAGED),
+        or_(
+            Chainlet.desired_replicas > 0,
+            Chainlet.id.in_(bindparam("with_traffic", expanding=True)),
+        ),
+    )
+)
+
+
+def glance(core: Core, with_traffic: set[str], *, pacer: Pacer | None = None) -> list[Glance]:
     """Every managed chainlet that runs replicas or has requests, as plain columns (no JSON):
     the idle pass loads full rows only for those whose decision may be due."""
+    pacer = pacer or unpaced()
+    found: list[Glance] = []
     with core.db.read() as session:
-        rows = session.execute(
-            select(Chainlet.id, Chainlet.desired_replicas, ChainDeployment.retired)
-            .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
-            .where(
-                ChainDeployment.desired_state == "ACTIVE",
-                ChainDeployment.id.not_in(rollouts.in_rollout()),
-                Chainlet.status.in_(_MANAGED),
-                or_(Chainlet.desired_replicas > 0, Chainlet.id.in_(sorted(with_traffic))),
-            )
-        ).all()
-    return [Glance(r[0], r[1], bool(r[2])) for r in rows]
+        # Through the connection: plain rows, without the ORM's result processing.
+        result = session.connection().execute(_GLANCE, {"with_traffic": sorted(with_traffic)})
+        for rows in pacer.rows(result):
+            found.extend(Glance(r[0], r[1], bool(r[2])) for r in rows)
+    return found
 
 
-def managed_by_id(core: Core, ids: list[str]) -> list[Managed]:
+def managed_by_id(core: Core, ids: list[str], *, pacer: Pacer | None = None) -> list[Managed]:
     """Full rows of these chainlets, if still managed."""
     found: list[Managed] = []
-    for start in range(0, len(ids), _BATCH * 2):
+    for chunk in (pacer or unpaced()).over(ids, _BATCH * 2):
         with core.db.read() as session:
             rows = session.execute(
                 select(
@@ -85,7 +97,7 @@ def managed_by_id(core: Core, ids: list[str]) -> list[Managed]:
                 )
                 .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
                 .where(
-                    Chainlet.id.in_(ids[start : start + _BATCH * 2]),
+                    Chainlet.id.in_(list(chunk)),
                     ChainDeployment.desired_state == "ACTIVE",
                     ChainDeployment.id.not_in(rollouts.in_rollout()),
                     Chainlet.status.in_(_MANAGED),
@@ -95,14 +107,15 @@ def managed_by_id(core: Core, ids: list[str]) -> list[Managed]:
     return found
 
 
-def apply(core: Core, decisions: list[ScaleDecision]) -> list[ScaleDecision]:
+def apply(
+    core: Core, decisions: list[ScaleDecision], *, pacer: Pacer | None = None
+) -> list[ScaleDecision]:
     """Writes decisions whose chainlet still wants what the autoscaler saw (the API or the
     reconciler may have changed it meanwhile); returns those written."""
     written: list[ScaleDecision] = []
     # Small transactions: a first pass over a large fleet records many states, and the API must
     # not wait behind one long write.
-    for start in range(0, len(decisions), _BATCH):
-        batch = decisions[start : start + _BATCH]
+    for batch in (pacer or unpaced()).over(decisions, _BATCH):
         with core.db.write() as session:
             # Locked rows (PostgreSQL; SQLite's write transaction already excludes writers), so
             # the comparison below still holds when the UPDATE runs. In id order, the order the
