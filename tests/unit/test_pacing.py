@@ -71,3 +71,17 @@ def test_unpaced_never_rests() -> None:
     for _ in pacer.over(list(range(2000)), step=1):
         pass
     assert pacer.rested == 0
+
+
+def test_with_no_request_waiting_a_pass_does_not_rest_and_starts_a_new_slice() -> None:
+    t = FakeTime()
+    waiting = [False]
+    pacer = Pacer(slice_seconds=0.01, waiting=lambda: waiting[0], clock=t.clock, sleep=t.sleep)
+    t.now += 0.05
+    pacer.checkpoint()
+    assert t.sleeps == []
+    # A request arrives: the work before it is not rested for, only the slice since.
+    waiting[0] = True
+    t.now += 0.01
+    pacer.checkpoint()
+    assert t.sleeps == pytest.approx([0.01])

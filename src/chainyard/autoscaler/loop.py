@@ -76,6 +76,9 @@ class Autoscaler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _pacer(self) -> Pacer:
+        return Pacer(waiting=self.core.requests_waiting)
+
     def forget_quiet(self) -> None:
         """Settings changed: every idle chainlet is looked at again in the next idle pass.
         Thread-safe enough: API handlers call it from worker threads, and replacing the dict is
@@ -96,7 +99,7 @@ class Autoscaler:
         whose decision may be due (a steady fleet of thousands costs one light query)."""
         # Paced (services/pacing.py): over a large fleet this pass is hundreds of milliseconds,
         # and API requests share the interpreter with it.
-        pacer = Pacer()
+        pacer = self._pacer()
         glances = autoscaling.glance(self.core, busy, pacer=pacer)
         ids = [g.chainlet_id for g in glances]
         self.samples.record(now, demand, ids)
@@ -160,7 +163,7 @@ class Autoscaler:
         reason."""
         decisions: list[tuple[autoscaling.ScaleDecision, str]] = []
         # Paced: the first pass after a start decides for every chainlet of the fleet.
-        for chainlet in itertools.chain.from_iterable(Pacer().over(chainlets)):
+        for chainlet in itertools.chain.from_iterable(self._pacer().over(chainlets)):
             if chainlet.retired and chainlet.desired_replicas == 0:
                 # Replaced by a promotion: the requests it still finishes must not scale it back
                 # up. A request sent to it directly wakes it (the gateway), and then it is scaled.
@@ -206,7 +209,12 @@ class Autoscaler:
             chainlets = await self._idle_pass(now, demand, busy)
         else:
             chainlets = await asyncio.to_thread(
-                functools.partial(autoscaling.managed_by_id, self.core, sorted(busy), pacer=Pacer())
+                functools.partial(
+                    autoscaling.managed_by_id,
+                    self.core,
+                    sorted(busy),
+                    pacer=self._pacer(),
+                )
             )
             self.samples.record(now, demand, [c.chainlet_id for c in chainlets])
         self.desired.update({c.chainlet_id: c.desired_replicas for c in chainlets})
@@ -229,7 +237,7 @@ class Autoscaler:
                 autoscaling.apply,
                 self.core,
                 [decision for decision, _ in decisions],
-                pacer=Pacer(),
+                pacer=self._pacer(),
             )
         )
         if any(d.replicas != d.expected_replicas for d in written):

@@ -172,7 +172,7 @@ class Reconciler:
                     self.core,
                     settled_too=False,
                     also=suspicious,
-                    pacer=Pacer(),
+                    pacer=self._pacer(),
                 )
             )
             wanted = {w.chainlet_id for w in work}
@@ -208,7 +208,12 @@ class Reconciler:
             if update is not None:
                 updates.append(update)
         await asyncio.to_thread(
-            functools.partial(observations.apply_updates, self.core, updates, pacer=Pacer())
+            functools.partial(
+                observations.apply_updates,
+                self.core,
+                updates,
+                pacer=self._pacer(),
+            )
         )
         # Gradual promotions move one step per tick, from the ready counts just recorded.
         await asyncio.to_thread(rollouts.advance, self.core)
@@ -220,6 +225,9 @@ class Reconciler:
         if any(u.events for u in updates):
             self._wake.set()
 
+    def _pacer(self) -> Pacer:
+        return Pacer(waiting=self.core.requests_waiting)
+
     def _full_scan_due(self, now: float) -> bool:
         if now < self._next_full_scan:
             return False
@@ -229,7 +237,7 @@ class Reconciler:
     def _full_scan(self, observed: Observed) -> tuple[set[str], list[ChainletWork]]:
         # Paced (services/pacing.py): over a large fleet this is the longest thing the reconciler
         # does, and API requests share the interpreter with it.
-        pacer = Pacer()
+        pacer = self._pacer()
         glances = observations.glance(self.core, pacer=pacer)
         wanted = {g.chainlet_id for g in glances}
         closer: set[str] = set()

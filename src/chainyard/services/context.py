@@ -61,6 +61,9 @@ class Core:
     # Called after chainlet rows are deleted: the reconciler checks its replicas against the store
     # again (and wakes), rather than trusting which chainlets it last saw exist.
     chainlets_deleted: Callable[[], None] = lambda: None
+    # Whether the server is handling HTTP requests now: the loops' paced passes rest only then
+    # (services/pacing.py). Without a server (tests, the admin CLI) nobody waits.
+    requests_waiting: Callable[[], bool] = lambda: False
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)

@@ -8,12 +8,15 @@ is worse than sharing: the driver gives the GIL up for every row it steps, and a
 an autoscaler pass).
 
 So a pass works in slices: after `slice_seconds` of its thread's CPU time it sleeps `rest` times
-as long. A request that meets a pass then shares the interpreter for one slice at most before it
-has it alone. Work is counted in CPU time, not wall time: while the API is busy a slice takes
-longer in wall time (the pass waits for the GIL), and counting that wait as work made a pass
-rest for it too: an idle pass of 0.12 s of CPU took 4.3 s while the benchmark's client sent
-requests back to back, and the autoscaler's busy chainlets waited for it. Counted in CPU, a pass
-rests about as long as it works. A pass over a small fleet is one slice and never sleeps.
+as long, if the server is handling a request (`Core.requests_waiting`). A request that meets a
+pass shares the interpreter with it for one slice at most before it has it alone; with no request
+in flight (a restart at night) a pass runs at full speed.
+
+Work is counted in CPU time, not wall time. While the API is busy a slice takes longer in wall
+time (the pass waits for the GIL), and counting that wait as work made a pass rest for it too: an
+idle pass of 0.12 s of CPU took 4.3 s while the benchmark's client sent requests back to back,
+and the autoscaler's busy chainlets waited for it. A pass over a small fleet is one slice and
+never sleeps.
 """
 
 from __future__ import annotations
@@ -42,23 +45,27 @@ class Pacer:
         *,
         slice_seconds: float = SLICE_SECONDS,
         rest: float = REST_PER_SLICE,
+        waiting: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.thread_time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.slice_seconds = slice_seconds
         self.rest = rest
+        self.waiting = waiting
         self.clock = clock
         self.sleep = sleep
         self._since = clock()
         self.rested = 0.0
 
     def checkpoint(self) -> None:
-        """Rests if the work since the last rest has filled a slice."""
+        """Rests if the work since the last rest has filled a slice and someone waits for the
+        interpreter (`waiting`); with nobody waiting, the next slice starts at once."""
         worked = self.clock() - self._since
         if worked >= self.slice_seconds:
-            pause = worked * self.rest
-            self.sleep(pause)
-            self.rested += pause
+            if self.waiting():
+                pause = worked * self.rest
+                self.sleep(pause)
+                self.rested += pause
             self._since = self.clock()
 
     def over(self, items: Sequence[T], step: int = STEP) -> Iterator[Sequence[T]]:
