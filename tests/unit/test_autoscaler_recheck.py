@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import types
 from typing import Any
 
 import pytest
@@ -45,7 +46,9 @@ def test_decisions_are_made_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(autoscaling, "glance", lambda core, busy, **_kw: glances)
     monkeypatch.setattr(autoscaling, "managed_by_id", lambda core, ids, **_kw: fleet)
     monkeypatch.setattr(autoscaling, "apply", lambda core, decisions, **_kw: decisions)
-    scaler = Autoscaler(core=None, in_flight=dict)  # type: ignore[arg-type]
+    # The store's functions are replaced above; the loop asks the core only whether requests wait.
+    core = types.SimpleNamespace(requests_waiting=lambda: False)
+    scaler = Autoscaler(core=core, in_flight=dict)  # type: ignore[arg-type]
     threads: list[str] = []
     decide_all = scaler._decide
 
