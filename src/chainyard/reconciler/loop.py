@@ -179,7 +179,13 @@ class Reconciler:
         for w in work:
             self._set_shape(w.chainlet_id, (w.deployment_id, w.dependencies))
         unknown = set(observed.by_chainlet) - wanted
-        if unknown and not full:
+        # Of the unknown, chainlets whose deployment is still wanted. A full scan sees only
+        # running chainlets, so it also finds one just scaled to zero whose last replica is still
+        # stopping: its replicas go, but its deployment keeps what the runtime holds for it.
+        serving: set[str] = set()
+        if unknown and full:
+            serving = await asyncio.to_thread(observations.still_serving, self.core, unknown)
+        elif unknown:
             existing = self._existing
             if unknown - existing:
                 existing |= await asyncio.to_thread(
@@ -191,9 +197,10 @@ class Reconciler:
             self._ready_seen.pop(chainlet_id, None)
             for replica in observed.of_chainlet(chainlet_id):
                 await self._stop(replica.replica_id)
-                # Deleted, or no longer wanted at all: once its replicas are gone, what the
-                # runtime keeps for the deployment goes too.
-                self._releasable.add(replica.deployment_id)
+                if chainlet_id not in serving:
+                    # Deleted, or no longer wanted at all: once its replicas are gone, what the
+                    # runtime keeps for the deployment goes too.
+                    self._releasable.add(replica.deployment_id)
         updates: list[ChainletUpdate] = []
         for i, item in enumerate(work):
             if i and i % _YIELD_EVERY == 0:

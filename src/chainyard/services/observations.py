@@ -253,6 +253,29 @@ def existing_chainlets(core: Core, ids: set[str]) -> set[str]:
     return found
 
 
+def still_serving(core: Core, ids: set[str]) -> set[str]:
+    """Which of these chainlets exist in a deployment that is still wanted (desired ACTIVE, at
+    zero replicas or not): what the runtime keeps for that deployment between replicas (the
+    local runtime's host process) must stay, so that waking it only starts a replica."""
+    if not ids:
+        return set()
+    ordered = sorted(ids)
+    found: set[str] = set()
+    with core.db.read() as session:
+        for start in range(0, len(ordered), _CHUNK):
+            found.update(
+                session.scalars(
+                    select(Chainlet.id)
+                    .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+                    .where(
+                        Chainlet.id.in_(ordered[start : start + _CHUNK]),
+                        ChainDeployment.desired_state == "ACTIVE",
+                    )
+                )
+            )
+    return found
+
+
 def record_replica_logs(core: Core, lines: list[tuple[str, str, str]]) -> None:
     """Stores replica output lines: (chainlet id, replica id, text)."""
     if not lines:
