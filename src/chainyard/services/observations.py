@@ -242,6 +242,24 @@ def _level_of(line: str) -> str | None:
 
 def existing_chainlets(core: Core, ids: set[str]) -> set[str]:
     """Which of these chainlet ids still exist (replicas of the others are orphans)."""
+    return _ids_among(core, ids, select(Chainlet.id))
+
+
+def still_serving(core: Core, ids: set[str]) -> set[str]:
+    """Which of these chainlets exist in a deployment that is still wanted (desired ACTIVE, at
+    zero replicas or not): what the runtime keeps for that deployment between replicas (the
+    local runtime's host process) must stay, so that waking it only starts a replica."""
+    return _ids_among(
+        core,
+        ids,
+        select(Chainlet.id)
+        .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
+        .where(ChainDeployment.desired_state == "ACTIVE"),
+    )
+
+
+def _ids_among(core: Core, ids: set[str], query: Any) -> set[str]:
+    """The chainlet ids `query` (a select of Chainlet.id) finds among `ids`, asked in chunks."""
     if not ids:
         return set()
     ordered = sorted(ids)
@@ -249,30 +267,7 @@ def existing_chainlets(core: Core, ids: set[str]) -> set[str]:
     with core.db.read() as session:
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
-            found.update(session.scalars(select(Chainlet.id).where(Chainlet.id.in_(chunk))))
-    return found
-
-
-def still_serving(core: Core, ids: set[str]) -> set[str]:
-    """Which of these chainlets exist in a deployment that is still wanted (desired ACTIVE, at
-    zero replicas or not): what the runtime keeps for that deployment between replicas (the
-    local runtime's host process) must stay, so that waking it only starts a replica."""
-    if not ids:
-        return set()
-    ordered = sorted(ids)
-    found: set[str] = set()
-    with core.db.read() as session:
-        for start in range(0, len(ordered), _CHUNK):
-            found.update(
-                session.scalars(
-                    select(Chainlet.id)
-                    .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
-                    .where(
-                        Chainlet.id.in_(ordered[start : start + _CHUNK]),
-                        ChainDeployment.desired_state == "ACTIVE",
-                    )
-                )
-            )
+            found.update(session.scalars(query.where(Chainlet.id.in_(chunk))))
     return found
 
 
