@@ -19,29 +19,24 @@ those pauses short and rare:
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 
 YOUNG_THRESHOLD = 10_000
 
 
-@dataclasses.dataclass(frozen=True)
-class Previous:
-    thresholds: tuple[int, int, int]
-
-
-def settle() -> Previous:
-    """Freezes what start-up built and raises the young generation's threshold. Called once
-    start-up is done; `thaw` undoes it (tests start many servers in one process)."""
+def settle() -> tuple[int, int, int]:
+    """Freezes what start-up built and raises the young generation's threshold; returns the
+    thresholds it replaced. Called once start-up is done; `thaw` undoes it (tests start many
+    servers in one process)."""
     before = gc.get_threshold()
     # The younger generations only: start-up's short-lived cycles go, and a full collection of a
     # large process (a test run's) would cost every start a fraction of a second.
     gc.collect(1)
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, before[1], before[2])
-    return Previous(thresholds=before)
+    return before
 
 
-def thaw(previous: Previous) -> None:
+def thaw(thresholds: tuple[int, int, int]) -> None:
     gc.unfreeze()
-    gc.set_threshold(*previous.thresholds)
+    gc.set_threshold(*thresholds)

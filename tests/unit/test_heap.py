@@ -40,7 +40,7 @@ def test_settle_freezes_what_exists_and_thaw_gives_it_back(restored: None) -> No
     heap.thaw(previous)
     assert gc.get_freeze_count() == 0
     assert _walked(before)
-    assert gc.get_threshold() == previous.thresholds
+    assert gc.get_threshold() == previous
 
 
 def test_a_frozen_object_is_still_freed_when_unreferenced(restored: None) -> None:
