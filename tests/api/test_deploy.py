@@ -281,14 +281,22 @@ def test_multipart_without_manifest_or_with_a_bad_one_is_400(api: Api) -> None:
     assert chains_by_name(api) == before
 
 
-def test_unsupported_content_type_is_400(api: Api) -> None:
-    response = api.client.post(
+def test_a_json_manifest_is_read_whatever_its_content_type(api: Api) -> None:
+    # As Baseten's documented curls assume: `--data` labels the body form-encoded.
+    for label in ("text/plain", "application/x-www-form-urlencoded"):
+        response = api.client.post(
+            "/v1/chains/deploy",
+            content=json.dumps(hello_manifest(unique())),
+            headers={**api.headers(), "Content-Type": label},
+        )
+        assert response.status_code == 200, response.text
+    not_json = api.client.post(
         "/v1/chains/deploy",
-        content=json.dumps(hello_manifest(unique())),
-        headers={**api.headers(), "Content-Type": "text/plain"},
+        content=b"chain_name=x",
+        headers={**api.headers(), "Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert not_json.status_code == 400, not_json.text
+    assert not_json.json()["code"] == "INVALID_MANIFEST"
 
 
 # --- concurrency ------------------------------------------------------------------------------

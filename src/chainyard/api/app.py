@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from chainyard import __version__, heap
-from chainyard.api import errors, in_flight, limits
+from chainyard.api import errors, in_flight, json_bodies, limits
 from chainyard.api.routes import (
     api_keys,
     catalogue,
@@ -230,6 +230,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         # The deploy upload carries the source archive, besides its manifest.
         limits_by_path={"/v1/chains/deploy": MAX_ARCHIVE_BYTES + 2 * 2**20},
     )
+    app.add_middleware(json_bodies.JsonBodies)
     # Outermost: a request counts from the moment it arrives.
     requests = in_flight.RequestCounter()
     app.add_middleware(in_flight.CountRequests, counter=requests)

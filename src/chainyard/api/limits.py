@@ -22,9 +22,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Paths no limit applies to: replicas calling their dependencies (a chain's own fan-out), the
-# health probe, and the dashboard's static files.
-_UNLIMITED_PREFIXES = ("/internal/", "/healthz", "/static/")
+# The rate limit is Baseten's management API limit: it applies to `/v1/*` alone. Inference
+# (run_remote, wake, and replicas calling their dependencies) is governed by the gateway's
+# bounded queue instead, which answers 429 only when a chainlet really is overloaded.
+_RATE_LIMITED_PREFIX = "/v1/"
 
 
 class BodyLimit:
@@ -142,7 +143,7 @@ def _caller(request: Request) -> str:
 async def rate_limit(request: Request) -> None:
     """App-wide dependency: one token per request from the caller's bucket for this route."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is None or request.url.path.startswith(_UNLIMITED_PREFIXES):
+    if limiter is None or not request.url.path.startswith(_RATE_LIMITED_PREFIX):
         return
     route = request.scope.get("route")
     template = getattr(route, "path", request.url.path)

@@ -28,7 +28,8 @@ def _core(request: Request) -> Core:
 CoreDep = Annotated[Core, Depends(_core)]
 
 WAKE_TIMEOUT = 120.0
-_HOST = re.compile(r"^chain-([a-z0-9]+)(?:-[a-z0-9-]+)?\.", re.IGNORECASE)
+# `chain-{chain_id}.<domain>`, or the regional `chain-{chain_id}-{env_name}.<domain>`.
+_HOST = re.compile(r"^chain-([a-z0-9]+)(?:-([a-z0-9][a-z0-9-]*))?\.", re.IGNORECASE)
 
 
 def _error(exc: ChainyardError) -> Response:
@@ -144,11 +145,25 @@ async def _wake(
     return await _guarded(call)
 
 
-def _chain_from_host(request: Request) -> str:
+def _host_match(request: Request) -> re.Match[str]:
     match = _HOST.match(request.headers.get("host", ""))
     if match is None:
         raise NotFound("use /chains/{chain_id}/..., or a Host header chain-{chain_id}.<domain>")
-    return match.group(1).lower()
+    return match
+
+
+def _chain_from_host(request: Request) -> str:
+    return _host_match(request).group(1).lower()
+
+
+def _regional_from_host(request: Request) -> tuple[str, str]:
+    """(chain id, environment) of a regional hostname; the path then names neither."""
+    match = _host_match(request)
+    if match.group(2) is None:
+        raise NotFound(
+            "the bare path needs a regional Host header chain-{chain_id}-{env_name}.<domain>"
+        )
+    return match.group(1).lower(), match.group(2)
 
 
 # -- /chains/{chain_id}/... ---------------------------------------------------------------------
@@ -235,6 +250,27 @@ async def host_wake_deployment(deployment_id: str, request: Request, core: CoreD
     return await _guarded(
         lambda: _wake(request, core, _chain_from_host(request), deployment_id=deployment_id)
     )
+
+
+# -- regional hostnames: the environment is in the Host header, the path is bare -------------
+
+
+@router.post("/run_remote")
+async def regional_run(request: Request, core: CoreDep) -> Response:
+    async def call() -> Response:
+        chain_id, env_name = _regional_from_host(request)
+        return await _run(request, core, chain_id, environment=env_name)
+
+    return await _guarded(call)
+
+
+@router.post("/wake", status_code=202)
+async def regional_wake(request: Request, core: CoreDep) -> Response:
+    async def call() -> Response:
+        chain_id, env_name = _regional_from_host(request)
+        return await _wake(request, core, chain_id, environment=env_name)
+
+    return await _guarded(call)
 
 
 # -- internal: replica to replica, through the gateway -----------------------------------------
