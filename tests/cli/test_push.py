@@ -54,8 +54,12 @@ def test_push_reports_a_failed_build(cli: Cli, tmp_path: pathlib.Path, name: str
     assert "Traceback" not in result.stderr
 
 
-def test_push_usage_errors(cli: Cli, tmp_path: pathlib.Path) -> None:
-    no_key = cli("push", str(HELLO), CHAINYARD_API_KEY=None)
+def test_push_usage_errors(
+    cli: Cli, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Away from any local server's data dir and record, so that no initial key is found.
+    monkeypatch.chdir(tmp_path)
+    no_key = cli("push", str(HELLO), CHAINYARD_API_KEY=None, XDG_CACHE_HOME=str(tmp_path))
     assert no_key.exit_code == 5 and "no API key" in no_key.stderr
     both = cli("push", str(HELLO), "--promote", "--environment", "staging")
     assert both.exit_code == 2

@@ -4,7 +4,8 @@ Precedence, highest first: command-line flags, environment variables (CHAINYARD_
 CHAINYARD_API_KEY, CHAINYARD_OUTPUT, CHAINYARD_PROFILE), the config file (~/.chainyard.toml, or
 CHAINYARD_CONFIG), built-in defaults. The file holds top-level `url`, `api_key`, `output`, and
 optional `[profiles.NAME]` tables that override them when the profile is selected (with
---profile, CHAINYARD_PROFILE, or `default_profile` in the file).
+--profile, CHAINYARD_PROFILE, or `default_profile` in the file). With no key from any of these,
+a server on this machine lends its initial admin key (`cli/local_server.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pathlib
 import tomllib
 from collections.abc import Mapping
 from typing import Any
+
+from chainyard.cli import local_server
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 _KEYS = ("url", "api_key", "output")
@@ -120,9 +123,14 @@ def resolve(
         raise ConfigError(
             f"output must be 'table' or 'json' (got {values['output']!r} from {sources['output']})"
         ) from exc
+    key = (values["api_key"] or "").strip() or None
+    if key is None:
+        local = local_server.find_key(url_value, env)
+        if local is not None:
+            key, sources["api_key"] = local[0], f"the local server's initial key ({local[1]})"
     return Settings(
         url=url_value,
-        api_key=(values["api_key"] or "").strip() or None,
+        api_key=key,
         output=output_value,
         profile=chosen_profile,
         sources=sources,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from chainyard.cli import admin, commands
+from chainyard.cli import admin, commands, local_server
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -90,6 +90,8 @@ def serve(
     key_file = application.state.initial_key_file
     if key_file is not None:
         typer.echo(f"created an admin API key for workspace 'default' in {key_file}", err=True)
+    # So that the CLI on this machine finds that key with no flags, wherever it runs.
+    local_server.remember(port, config.data_dir)
     typer.echo(
         f"chainyard serving on http://{host}:{port} (runtime {config.runtime}, "
         f"data in {config.data_dir})",

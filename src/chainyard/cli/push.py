@@ -44,7 +44,8 @@ def push(
     if not s.settings.api_key:
         s.fail(
             "no API key: pass --api-key, set CHAINYARD_API_KEY, or put api_key in "
-            "~/.chainyard.toml",
+            "~/.chainyard.toml (a server on this machine lends its initial key: run the "
+            "command where its data dir is, or set CHAINYARD_DATA_DIR)",
             ExitCode.AUTH,
         )
     if promote and environment and environment != "production":
