@@ -123,14 +123,15 @@ def resolve(
         raise ConfigError(
             f"output must be 'table' or 'json' (got {values['output']!r} from {sources['output']})"
         ) from exc
-    key = (values["api_key"] or "").strip() or None
-    if key is None:
+    api_key_value: str | None = (values["api_key"] or "").strip() or None
+    if api_key_value is None:
         local = local_server.find_key(url_value, env)
         if local is not None:
-            key, sources["api_key"] = local[0], f"the local server's initial key ({local[1]})"
+            api_key_value = local[0]
+            sources["api_key"] = f"the local server's initial key ({local[1]})"
     return Settings(
         url=url_value,
-        api_key=key,
+        api_key=api_key_value,
         output=output_value,
         profile=chosen_profile,
         sources=sources,
