@@ -6,10 +6,9 @@ import json
 import pathlib
 from typing import Any
 
+from tests.contract import wire_facts
 from tests.support.server import Api, hello_manifest
 
-SPEC = pathlib.Path("/work/shared/reference/baseten-management-chains.openapi.json")
-_SPEC_FALLBACK = pathlib.Path(__file__).resolve().parents[2] / "shared/reference" / SPEC.name
 CPU_IDS = ["1x2", "1x4", "2x8", "4x16", "8x32", "16x64"]
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -23,9 +22,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _spec() -> dict[str, Any]:
-    path = SPEC if SPEC.exists() else _SPEC_FALLBACK
-    spec: dict[str, Any] = json.loads(path.read_text())
-    return spec
+    return wire_facts.load(wire_facts.MANAGEMENT)
 
 
 def _problems(value: Any, schema: dict[str, Any], spec: dict[str, Any], where: str) -> list[str]:

@@ -12,17 +12,14 @@ Problems come back as human-readable strings prefixed with the path of the offen
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-Schema = dict[str, Any]
+from tests.contract import wire_facts
 
-REFERENCE_FILE = "baseten-management-chains.openapi.json"
+Schema = dict[str, Any]
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -63,25 +60,10 @@ _RESPONSE_QUIRKS: dict[tuple[str, str, str], Schema] = {
 }
 
 
-def find_reference_spec() -> Path | None:
-    """Locate the reference spec: $CHAINYARD_REFERENCE_DIR, then shared/reference near the repo."""
-    repo_root = Path(__file__).resolve().parents[2]
-    candidates = []
-    if env := os.environ.get("CHAINYARD_REFERENCE_DIR"):
-        candidates.append(Path(env) / REFERENCE_FILE)
-    candidates += [
-        repo_root / "shared" / "reference" / REFERENCE_FILE,
-        repo_root.parent / "shared" / "reference" / REFERENCE_FILE,
-    ]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def load_reference_spec() -> Schema | None:
-    path = find_reference_spec()
-    if path is None:
-        return None
-    loaded: Schema = json.loads(path.read_text(encoding="utf-8"))
-    return loaded
+def load_reference_spec() -> Schema:
+    """The wire facts of Baseten's management spec, as stored in the repository
+    (`tests/contract/wire_facts.py`): present in every clone, so no contract test skips."""
+    return wire_facts.load(wire_facts.MANAGEMENT)
 
 
 # --------------------------------------------------------------------------------------------
