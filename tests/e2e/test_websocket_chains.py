@@ -167,6 +167,24 @@ def test_a_chainlet_exception_closes_with_1011_and_is_logged(
         )
 
 
+def test_the_client_close_code_reaches_the_chainlet(
+    live_server: LiveServer, talk: dict[str, str]
+) -> None:
+    async def session(ws: aiohttp.ClientWebSocketResponse) -> None:
+        assert await hello(ws) == "HELLO"
+        await ws.close(code=4321)
+
+    deployment_id = talk["chain_deployment_id"]
+    path = f"/chains/{talk['chain_id']}/deployment/{deployment_id}/websocket"
+    converse(live_server, path, session)
+    noted = live_server.data_dir / "chainlet-data" / deployment_id / "Talk" / "closed-by-client"
+    wait_for(
+        lambda: noted.exists() and "4321" in noted.read_text().split(),
+        timeout=30,
+        what="the chainlet to see the client's close code",
+    )
+
+
 def _in_flight(server: LiveServer, chainlet_id: str) -> float:
     with server.client() as client:
         text = client.get("/metrics").text

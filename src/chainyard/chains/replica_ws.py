@@ -75,8 +75,9 @@ async def _run(websocket: WebSocket, method: Any) -> None:
 
 
 async def _close(websocket: WebSocket, code: int, reason: str | None) -> None:
-    # RuntimeError: closed already, by run_remote itself or by the client.
-    with contextlib.suppress(RuntimeError):
+    # Closed already, by run_remote itself (RuntimeError) or by the client (uvicorn's
+    # ClientDisconnected, an OSError).
+    with contextlib.suppress(RuntimeError, OSError):
         await websocket.close(code=code, reason=reason)
 
 

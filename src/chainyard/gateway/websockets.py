@@ -147,7 +147,10 @@ async def _serve(
         replicas.requests_total[target.chainlet_id] += 1
         replicas.load[address] += 1
         try:
-            await websocket.accept(headers=[(b"x-baseten-request-id", request_id.encode())])
+            try:
+                await websocket.accept(headers=[(b"x-baseten-request-id", request_id.encode())])
+            except (RuntimeError, OSError, WebSocketDisconnect):
+                return  # the client left while the replica was being found or woken
             await _relay(websocket, upstream)
         finally:
             replicas.in_flight[target.chainlet_id] -= 1
@@ -259,12 +262,13 @@ async def _relay(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse
                 await task
     for task in done:
         exc = task.exception()
-        if exc is not None and not isinstance(exc, WebSocketDisconnect | ConnectionError):
+        # OSError: uvicorn's ClientDisconnected, a send to a client that has gone.
+        if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
             log.warning("websocket relay stopped: %r", exc)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str | None) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionError):
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
         await websocket.close(code=code, reason=reason)
 
 
