@@ -29,7 +29,9 @@ from chainyard.autoscaler.loop import Autoscaler
 from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
+from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
+from chainyard.gateway import websockets as gateway_websockets
 from chainyard.gateway.router import ReplicaRouter
 from chainyard.metrics import Metrics, counter, gauge
 from chainyard.reconciler.loop import Reconciler
@@ -238,6 +240,8 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
     app.include_router(gateway_routes.router)
+    app.include_router(gateway_model_routes.router)
+    gateway_websockets.install(app)
     app.include_router(observability.router)
     app.include_router(live.router)
     dashboard.install(app)

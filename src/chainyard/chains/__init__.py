@@ -1,5 +1,6 @@
 """User chains written with `truss_chains`: discovery (for push) and hosting (in replicas).
 
-Everything that touches truss_chains' private API lives in `truss_compat`, so that a new truss
-release is adapted in one place.
+Everything that touches truss_chains' private API lives in `truss_compat` (and `kinds`, which
+tells chainlets, models and the classes chainyard refuses apart), so that a new truss release is
+adapted in one place.
 """

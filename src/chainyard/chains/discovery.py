@@ -55,7 +55,7 @@ class ChainInfo:
 
 def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
     """Imports `path` with truss_chains and describes the chain reachable from its entrypoint."""
-    from chainyard.chains import truss_compat
+    from chainyard.chains import kinds, truss_compat
 
     path = path.resolve()
     if not path.is_file():
@@ -63,7 +63,7 @@ def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
     try:
         with truss_compat.imported_chain(path, entrypoint) as entry_cls:
             descriptors = truss_compat.reachable_descriptors(entry_cls)
-            facts = [truss_compat.chainlet_facts(d) for d in descriptors]
+            facts = [truss_compat.chainlet_facts(kinds.servable(d)) for d in descriptors]
             entry_name = truss_compat.descriptor(entry_cls).name
     except ChainDiscoveryError:
         raise

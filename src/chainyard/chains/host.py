@@ -114,10 +114,10 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
 
     import uvicorn
 
-    from chainyard.chains import truss_compat
+    from chainyard.chains import kinds, replica_ws, truss_compat
     from chainyard.chains.replica_app import build_app
 
-    desc = truss_compat.find_descriptor(command["chainlet"])
+    desc = kinds.servable(truss_compat.find_descriptor(command["chainlet"]))
     data_dir = pathlib.Path(command["data_dir"]) if command.get("data_dir") else None
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,12 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     # Keep-alive longer than the gateway's pool keeps idle connections (30 s), so the gateway never
     # sends on a connection the replica is closing.
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=75
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=75,
+        **replica_ws.uvicorn_options(desc),
     )
     uvicorn.Server(config).run(sockets=[sock])
 

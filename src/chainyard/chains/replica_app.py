@@ -2,6 +2,9 @@
 
 POST /v1/models/model:predict  body: run_remote's arguments as a JSON object; answer: the result
 GET  /v1/models/model          readiness (runs `is_healthy` when the chainlet defines it)
+WS   /v1/websocket             a WebSocket chainlet's run_remote (chains/replica_ws.py)
+
+A chains.ModelBase is served the same way, its `predict` in place of `run_remote`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chainyard.chains import truss_compat
+from chainyard.chains import kinds, replica_ws, truss_compat
 
 
 def _user_frames(detail: dict[str, Any], source_dir: pathlib.Path) -> dict[str, Any]:
@@ -35,6 +38,7 @@ def build_app(
 
     arguments = truss_compat.input_model(desc)
     endpoint = desc.endpoint
+    run_remote = kinds.endpoint_method(chainlet, desc)
     result_model = None if endpoint.is_streaming else truss_compat.output_model(desc)
     slots = asyncio.Semaphore(max(1, predict_concurrency))
     health = getattr(chainlet, "is_healthy", None) if desc.health_check else None
@@ -46,6 +50,8 @@ def build_app(
         return JSONResponse({"error": detail}, status_code=exc.status_code)
 
     async def predict(request: Request) -> Response:
+        if endpoint.is_websocket:
+            return replica_ws.http_refused(desc)
         body = await request.body()
         try:
             inputs = arguments.model_validate_json(body or b"{}")
@@ -60,9 +66,9 @@ def build_app(
             async with slots:
                 with truss_compat.request_context(request.headers):
                     if endpoint.is_async:
-                        result = await chainlet.run_remote(**kwargs)
+                        result = await run_remote(**kwargs)
                     else:
-                        result = await asyncio.to_thread(chainlet.run_remote, **kwargs)
+                        result = await asyncio.to_thread(run_remote, **kwargs)
         except fastapi.HTTPException as exc:
             return error(exc)
         assert result_model is not None
@@ -71,7 +77,7 @@ def build_app(
     async def _stream(request: Request, kwargs: dict[str, Any]) -> AsyncIterator[bytes]:
         async with slots:
             with truss_compat.request_context(request.headers):
-                async for chunk in chainlet.run_remote(**kwargs):
+                async for chunk in run_remote(**kwargs):
                     yield chunk.encode() if isinstance(chunk, str) else chunk
 
     async def ready(_request: Request) -> Response:
@@ -90,5 +96,6 @@ def build_app(
         routes=[
             Route("/v1/models/model:predict", predict, methods=["POST"]),
             Route("/v1/models/model", ready, methods=["GET"]),
+            replica_ws.route(chainlet, desc),
         ]
     )

@@ -17,9 +17,9 @@ from typing import Any
 def imported_chain(path: pathlib.Path, entrypoint: str | None = None) -> Iterator[Any]:
     """Imports the chain file and yields the entrypoint class. The module stays imported (and its
     chainlets registered) only inside the block, as truss_chains' importer undoes it on exit."""
-    from truss_chains import framework
+    from chainyard.chains import kinds
 
-    with framework.ChainletImporter.import_target(path, entrypoint) as entry:
+    with kinds.importer().import_target(path, entrypoint) as entry:
         yield entry
 
 
@@ -83,11 +83,12 @@ def find_descriptor(name: str) -> Any:
 
 
 def input_model(desc: Any) -> Any:
-    """A pydantic model of `run_remote`'s arguments; optional arguments may be left out."""
+    """A pydantic model of `run_remote`'s arguments; optional arguments may be left out. A
+    WebSocket endpoint takes no JSON arguments (chains/replica_ws.py serves it)."""
     import pydantic
 
     fields: dict[str, Any] = {}
-    for arg in desc.endpoint.input_args:
+    for arg in [] if desc.endpoint.is_websocket else desc.endpoint.input_args:
         fields[arg.name] = (arg.type.raw | None, None) if arg.is_optional else (arg.type.raw, ...)
     return pydantic.create_model(f"{desc.name}Input", **fields)
 
@@ -102,14 +103,15 @@ def output_model(desc: Any) -> Any:
 
 def stub_class(dep_desc: Any) -> type:
     """A truss_chains stub for a dependency, named as the dependency (truss looks it up by name),
-    whose `run_remote` mirrors the dependency's: sync, async or streaming."""
+    whose `run_remote` (`predict` for a chains.ModelBase) mirrors the dependency's: sync, async or
+    streaming."""
     import inspect
 
     from truss_chains.remote_chainlet import stub
 
     arguments_model = input_model(dep_desc)
-    signature = inspect.signature(dep_desc.chainlet_cls.run_remote)
     endpoint = dep_desc.endpoint
+    signature = inspect.signature(getattr(dep_desc.chainlet_cls, endpoint.name))
 
     def build_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         bound = signature.bind(None, *args, **kwargs)
@@ -124,7 +126,7 @@ def stub_class(dep_desc: Any) -> type:
             async for chunk in self.predict_async_stream(build_inputs(args, kwargs)):
                 yield chunk.decode() if as_text else chunk
 
-        namespace["run_remote"] = run_remote_stream
+        namespace[endpoint.name] = run_remote_stream
     else:
         result_model = output_model(dep_desc)
         if endpoint.is_async:
@@ -132,13 +134,13 @@ def stub_class(dep_desc: Any) -> type:
             async def run_remote_async(self: Any, *args: Any, **kwargs: Any) -> Any:
                 return (await self.predict_async(build_inputs(args, kwargs), result_model)).root
 
-            namespace["run_remote"] = run_remote_async
+            namespace[endpoint.name] = run_remote_async
         else:
 
             def run_remote_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
                 return self.predict_sync(build_inputs(args, kwargs), result_model).root
 
-            namespace["run_remote"] = run_remote_sync
+            namespace[endpoint.name] = run_remote_sync
     return type(dep_desc.name, (stub.StubBase,), namespace)
 
 

@@ -97,7 +97,16 @@ def serve(
         f"data in {config.data_dir})",
         err=True,
     )
-    uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+        # A WebSocket chain's messages may be as large as truss's server takes (100 MiB, as
+        # gateway/websockets.py relays them).
+        ws_max_size=100 * 2**20,
+    )
 
 
 def main() -> None:
