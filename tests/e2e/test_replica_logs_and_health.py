@@ -171,3 +171,31 @@ def test_failing_is_healthy_stops_traffic_then_restarts(live_server: LiveServer)
         assert fresh.status_code == 200, fresh.text
         assert fresh.json()["pid"] != pid
         assert not said("exited with code")
+
+
+def test_replicas_not_ready_within_startup_threshold_are_restarted(
+    live_server: LiveServer,
+) -> None:
+    result = live_server.push(CHAINS / "late.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    with live_server.client() as client:
+        never = _chainlet_path(client, ids, "NeverHealthy")
+        slow = _chainlet_path(client, ids, "SlowInit")
+
+        def said(path: str, text: str) -> list[dict[str, Any]]:
+            return [x for x in _logs(client, path, min_level="ERROR") if text in x["message"]]
+
+        wait_for(
+            lambda: said(never, "is_healthy did not pass within startup_threshold_seconds=10"),
+            timeout=90,
+            what="NeverHealthy restarted after startup_threshold_seconds",
+        )
+        wait_for(
+            lambda: said(slow, "did not start serving within startup_threshold_seconds=10"),
+            timeout=90,
+            what="SlowInit restarted after startup_threshold_seconds",
+        )
+        client.post(
+            f"/v1/chains/{ids['chain_id']}/deployments/{ids['chain_deployment_id']}/deactivate"
+        )

@@ -16,6 +16,7 @@ and `is_healthy` returning None counts as healthy (truss's readiness answer for 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import inspect
 import logging
@@ -126,6 +127,7 @@ class HealthGate:
         self._last = -math.inf
         self._logged = -math.inf
         self._pending: asyncio.Future[Any] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
 
     async def report(self) -> tuple[int, dict[str, Any]]:
@@ -153,7 +155,14 @@ class HealthGate:
             if inspect.iscoroutinefunction(self.check):
                 self._pending = asyncio.ensure_future(self.check())
             else:
-                self._pending = asyncio.ensure_future(asyncio.to_thread(self.check))
+                # A thread of its own: sync run_remote calls filling the default pool must not
+                # starve the health check.
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="chainyard-is-healthy"
+                    )
+                loop = asyncio.get_running_loop()
+                self._pending = loop.run_in_executor(self._executor, self.check)
         pending = self._pending
         done, _ = await asyncio.wait({pending}, timeout=self.timeout)
         if not done:
