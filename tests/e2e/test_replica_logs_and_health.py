@@ -124,6 +124,8 @@ def test_run_remote_exception_is_logged_with_traceback_where_raised(
         assert line["level"] == "ERROR"
         assert "Traceback (most recent call last)" in line["message"]
         assert "ValueError: echo refuses fail-1" in line["message"]
+        # From the user's code on: the replica's own serving frames are left out.
+        assert "chatty.py" in line["message"] and "replica_app.py" not in line["message"]
         assert line["replica"]
 
 

@@ -21,6 +21,7 @@ import logging
 import os
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from types import TracebackType
 from typing import Any
 
 MARKER = "\x02"
@@ -100,8 +101,28 @@ def log_run_remote_error(exc: BaseException) -> None:
         "run_remote raised %s: %s",
         type(exc).__name__,
         exc,
-        exc_info=(type(exc), exc, exc.__traceback__),
+        exc_info=(type(exc), exc, _from_user_code(exc.__traceback__)),
     )
+
+
+# Frames of the serving machinery above the user's code: chainyard's replica and the stdlib's
+# thread and task plumbing that calls `run_remote`.
+_OURS = os.path.dirname(os.path.abspath(__file__))
+_PLUMBING = tuple(
+    os.path.join(os.path.dirname(os.__file__), name) for name in ("asyncio", "concurrent")
+)
+
+
+def _from_user_code(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame that is not the replica's own serving code (truss trims
+    its server's frames the same way), so the log starts where the user's code does."""
+    first = tb
+    while first is not None:
+        filename = os.path.abspath(first.tb_frame.f_code.co_filename)
+        if not (filename.startswith(_OURS) or filename.startswith(_PLUMBING)):
+            return first
+        first = first.tb_next
+    return tb
 
 
 ASGIApp = Callable[

@@ -75,7 +75,7 @@ def judge(status: int, body: Any) -> Verdict | None:
     if stop_traffic and failing_for >= stop_traffic:
         return Verdict(
             Action.OUT_OF_TRAFFIC,
-            f"out of traffic: is_healthy has failed for {failing_for:.0f} s, past "
+            f"is_healthy has failed for {failing_for:.0f} s, past "
             f"stop_traffic_threshold_seconds={stop_traffic:g} (last check: {reason})",
         )
     # Failing, but not for long enough to act: it keeps serving, as on Baseten.
@@ -133,6 +133,6 @@ def apply(
         if replica.phase == ReplicaPhase.READY:
             replica.phase = ReplicaPhase.STARTING
             note("WARNING", f"replica {rid} stopped receiving traffic: {verdict.message}")
-        replica.message = verdict.message
+        replica.message = f"out of traffic: {verdict.message}"
     else:
         restart(verdict.message or "is_healthy failed")
