@@ -129,7 +129,19 @@ def test_run_remote_exception_is_logged_with_traceback_where_raised(
         assert line["replica"]
 
 
-def test_failing_is_healthy_stops_traffic_then_restarts(live_server: LiveServer) -> None:
+@pytest.fixture(scope="module")
+def late(live_server: LiveServer) -> dict[str, str]:
+    """late.py, pushed without waiting (it never gets ready): its replicas' startup runs out
+    while the other tests wait on thresholds of their own."""
+    result = live_server.push(CHAINS / "late.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return ids
+
+
+def test_failing_is_healthy_stops_traffic_then_restarts(
+    live_server: LiveServer, late: dict[str, str]
+) -> None:
     ids = _pushed(live_server, "moody.py")
     chain_id = ids["chain_id"]
     first = _call(live_server, chain_id, {"sick_for": 14}, "moody-1")
@@ -176,11 +188,9 @@ def test_failing_is_healthy_stops_traffic_then_restarts(live_server: LiveServer)
 
 
 def test_replicas_not_ready_within_startup_threshold_are_restarted(
-    live_server: LiveServer,
+    live_server: LiveServer, late: dict[str, str]
 ) -> None:
-    result = live_server.push(CHAINS / "late.py")
-    assert result.returncode == 0, result.stderr[-3000:]
-    ids: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    ids = late
     with live_server.client() as client:
         never = _chainlet_path(client, ids, "NeverHealthy")
         slow = _chainlet_path(client, ids, "SlowInit")
