@@ -55,7 +55,7 @@ class ChainInfo:
 
 def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
     """Imports `path` with truss_chains and describes the chain reachable from its entrypoint."""
-    from chainyard.chains import kinds, truss_compat
+    from chainyard.chains import kinds, replica_health, truss_compat
 
     path = path.resolve()
     if not path.is_file():
@@ -64,6 +64,9 @@ def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
         with truss_compat.imported_chain(path, entrypoint) as entry_cls:
             descriptors = truss_compat.reachable_descriptors(entry_cls)
             facts = [truss_compat.chainlet_facts(kinds.servable(d)) for d in descriptors]
+            for d in descriptors:
+                # health_checks values Baseten refuses are refused at push, not at start.
+                replica_health.chainlet_thresholds(d)
             entry_name = truss_compat.descriptor(entry_cls).name
     except ChainDiscoveryError:
         raise

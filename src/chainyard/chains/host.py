@@ -111,13 +111,21 @@ def _serve_child(command: dict[str, Any], source_dir: pathlib.Path) -> None:
 
 def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     import socket
+    import threading
 
     import uvicorn
 
-    from chainyard.chains import kinds, replica_ws, truss_compat
+    from chainyard.chains import kinds, replica_health, replica_logging, replica_ws, truss_compat
     from chainyard.chains.replica_app import build_app
 
+    started = time.monotonic()
     desc = kinds.servable(truss_compat.find_descriptor(command["chainlet"]))
+    options = desc.chainlet_cls.remote_config.options
+    # Records of Python's logging reach the logs API with level, logger and request id.
+    replica_logging.install(debug=bool(getattr(options, "enable_debug_logs", False)))
+    thresholds = replica_health.chainlet_thresholds(desc)
+    built = threading.Event()
+    replica_health.startup_watchdog(thresholds.startup, built.is_set)
     data_dir = pathlib.Path(command["data_dir"]) if command.get("data_dir") else None
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -129,12 +137,18 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
         data_dir=data_dir,
         chain_api_key=command["chain_api_key"],
     )
+    built.set()
     app = build_app(
         chainlet,
         desc,
         predict_concurrency=int(command.get("predict_concurrency") or 1),
         source_dir=source_dir,
     )
+    # The readiness request is answered from the health gate (`is_healthy` and the thresholds of
+    # `health_checks`, judged by the runtime); every request runs with its request id for logs.
+    check = getattr(chainlet, "is_healthy", None) if desc.health_check else None
+    gate = replica_health.HealthGate(check, thresholds, started=started)
+    served = replica_health.serve_health(gate, replica_logging.with_request_ids(app))
     # The local runtime keeps replicas on loopback; on a cluster (Ray) the gateway reaches them on
     # the node's address.
     bind_host = str(command.get("bind_host") or "127.0.0.1")
@@ -152,8 +166,10 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     )
     # Keep-alive longer than the gateway's pool keeps idle connections (30 s), so the gateway never
     # sends on a connection the replica is closing.
+    # uvicorn's records go through the root handler (replica_logging), not handlers of its own.
     config = uvicorn.Config(
-        app,
+        served,
+        log_config=None,
         log_level="warning",
         access_log=False,
         lifespan="off",

@@ -1,7 +1,7 @@
 """The HTTP face of one replica: truss's chainlet wire format around one chainlet instance.
 
 POST /v1/models/model:predict  body: run_remote's arguments as a JSON object; answer: the result
-GET  /v1/models/model          readiness (runs `is_healthy` when the chainlet defines it)
+GET  /v1/models/model          readiness: answered by chains/replica_health.py, which wraps this app
 WS   /v1/websocket             a WebSocket chainlet's run_remote (chains/replica_ws.py)
 
 A chains.ModelBase is served the same way, its `predict` in place of `run_remote`.
@@ -10,7 +10,6 @@ A chains.ModelBase is served the same way, its `predict` in place of `run_remote
 from __future__ import annotations
 
 import asyncio
-import inspect
 import pathlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,7 +40,6 @@ def build_app(
     run_remote = kinds.endpoint_method(chainlet, desc)
     result_model = None if endpoint.is_streaming else truss_compat.output_model(desc)
     slots = asyncio.Semaphore(max(1, predict_concurrency))
-    health = getattr(chainlet, "is_healthy", None) if desc.health_check else None
 
     def error(exc: fastapi.HTTPException) -> JSONResponse:
         detail: Any = exc.detail
@@ -80,22 +78,9 @@ def build_app(
                 async for chunk in run_remote(**kwargs):
                     yield chunk.encode() if isinstance(chunk, str) else chunk
 
-    async def ready(_request: Request) -> Response:
-        if health is not None:
-            try:
-                healthy = health()
-                if inspect.isawaitable(healthy):
-                    healthy = await healthy
-            except Exception as exc:
-                return JSONResponse({"ready": False, "error": repr(exc)}, status_code=503)
-            if not healthy:
-                return JSONResponse({"ready": False}, status_code=503)
-        return JSONResponse({"ready": True})
-
     return Starlette(
         routes=[
             Route("/v1/models/model:predict", predict, methods=["POST"]),
-            Route("/v1/models/model", ready, methods=["GET"]),
             replica_ws.route(chainlet, desc),
         ]
     )

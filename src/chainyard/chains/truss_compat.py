@@ -181,12 +181,21 @@ def build_chainlet(
     return desc.chainlet_cls(**kwargs)
 
 
-def request_context(headers: Any) -> Any:
+@contextlib.contextmanager
+def request_context(headers: Any) -> Iterator[None]:
     """truss's request scope: propagates request ids to stub calls and turns an exception into
-    `fastapi.HTTPException` carrying the chainlet error detail."""
+    `fastapi.HTTPException` carrying the chainlet error detail. The exception is logged here
+    first, with its traceback, on the replica that raised it."""
     from truss_chains.remote_chainlet import utils
 
-    return utils.predict_context(headers)
+    from chainyard.chains import replica_logging
+
+    with utils.predict_context(headers):
+        try:
+            yield
+        except Exception as exc:
+            replica_logging.log_run_remote_error(exc)
+            raise
 
 
 def set_fields(model: Any) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from typing import Any
 import aiohttp
 
 from chainyard import archives
-from chainyard.runtime import envs, gpus
+from chainyard.domain import replica_log
+from chainyard.runtime import envs, gpus, health_verdicts
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -83,6 +84,8 @@ class LocalRuntime(RuntimeBackend):
         self._watcher: asyncio.Task[None] | None = None
         self._cpu_cursor = 0
         self._log_offsets: dict[str, int] = {}
+        # Lines of the runtime's own about replicas (health decisions), for drain_logs.
+        self._notes: list[tuple[str, str, str]] = []
         # Called with (chainlet id, seconds from start_replica to the first passed health check).
         self.on_ready: Callable[[str, float], None] = lambda _chainlet, _seconds: None
 
@@ -215,7 +218,7 @@ class LocalRuntime(RuntimeBackend):
 
     def drain_logs(self) -> list[tuple[str, str, str]]:
         """New lines of every replica's log since the last call: (chainlet id, replica id, line)."""
-        out: list[tuple[str, str, str]] = []
+        out, self._notes = self._notes, []
         for replica in list(self._replicas.values()):
             out.extend(self._read_new_lines(replica))
         return out
@@ -357,6 +360,8 @@ class LocalRuntime(RuntimeBackend):
         if replica.stopping:
             self._forget(replica)
             return
+        if replica.phase == ReplicaPhase.FAILED:
+            return  # failed already (a health verdict): that message says why it was stopped
         self._fail(
             replica, f"the replica exited with code {event.get('code')}{_tail(replica.log_path)}"
         )
@@ -424,18 +429,11 @@ class LocalRuntime(RuntimeBackend):
     async def _probe(self, replica: _Replica) -> None:
         assert self._session is not None
         url = f"http://127.0.0.1:{replica.port}/v1/models/model"
-        try:
-            async with self._session.get(url) as response:
-                healthy = response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            healthy = False
+        verdict = await health_verdicts.probe(self._session, url)
         if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING):
             return
-        if healthy:
-            if replica.phase == ReplicaPhase.STARTING:
-                replica.phase = ReplicaPhase.READY
-                self.on_ready(replica.spec.chainlet_id, time.monotonic() - replica.started)
-            replica.ready_at = time.monotonic()
+        if verdict is not None:
+            self._judged(replica, verdict)
         elif replica.phase == ReplicaPhase.READY:
             if replica.pid is not None and not _running(replica.pid):
                 return  # it died: the host's exit event says how, which is the better message
@@ -444,6 +442,29 @@ class LocalRuntime(RuntimeBackend):
             if replica.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(replica.pid, signal.SIGKILL)
+
+    def _judged(self, replica: _Replica, verdict: health_verdicts.Verdict) -> None:
+        health_verdicts.apply(
+            replica,
+            verdict,
+            on_ready=self.on_ready,
+            note=lambda level, text: self._note(replica, level, text),
+            restart=lambda reason: self._restart(replica, reason),
+        )
+
+    def _restart(self, replica: _Replica, reason: str) -> None:
+        """Failed with the reason (the reconciler logs it and starts another) and stopped; the
+        exit that follows keeps this message."""
+        self._fail(replica, reason)
+        if replica.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(replica.pid, signal.SIGTERM)
+            asyncio.get_running_loop().call_later(STOP_GRACE, self._kill_if_alive, replica.pid)
+
+    def _note(self, replica: _Replica, level: str, message: str) -> None:
+        """A line of the runtime's own about a replica, in its logs."""
+        line = replica_log.record_line(level, "chainyard.health", message)
+        self._notes.append((replica.spec.chainlet_id, replica.spec.replica_id, line))
 
 
 def _running(pid: int) -> bool:
@@ -460,5 +481,5 @@ def _tail(path: pathlib.Path, lines: int = 8) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    last = [line for line in text.splitlines() if line.strip()][-lines:]
+    last = [replica_log.render(line) for line in text.splitlines() if line.strip()][-lines:]
     return (":\n" + "\n".join(last)) if last else ""

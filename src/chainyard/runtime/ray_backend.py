@@ -28,7 +28,8 @@ from typing import Any
 
 import aiohttp
 
-from chainyard.runtime import envs, ray_compat
+from chainyard.domain import replica_log
+from chainyard.runtime import envs, health_verdicts, ray_compat
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -502,26 +503,30 @@ class RayRuntime(RuntimeBackend):
             if actor_problem is not None:
                 self._fail(replica, actor_problem)
             return
-        healthy = await self._probe(replica)
+        assert self._session is not None and replica.ip
+        url = f"{_address(replica.ip, replica.port)}/v1/models/model"
+        verdict = await health_verdicts.probe(self._session, url)
         if _settled(replica):
             return
-        if healthy:
-            if replica.phase == ReplicaPhase.STARTING:
-                replica.phase = ReplicaPhase.READY
-                self.on_ready(replica.spec.chainlet_id, time.monotonic() - replica.started)
-            replica.ready_at = time.monotonic()
+        serving = verdict is not None and verdict.action == health_verdicts.Action.SERVE
+        if verdict is not None and (actor_problem is None or serving):
+            self._judged(replica, verdict)
         elif replica.phase == ReplicaPhase.READY or actor_problem is not None:
             # A ready replica that stops answering is replaced (the reconciler starts another).
             self._fail(replica, actor_problem or "the replica stopped answering its health check")
 
-    async def _probe(self, replica: _Replica) -> bool:
-        assert self._session is not None and replica.ip and replica.port
-        url = f"{_address(replica.ip, replica.port)}/v1/models/model"
-        try:
-            async with self._session.get(url) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+    def _judged(self, replica: _Replica, verdict: health_verdicts.Verdict) -> None:
+        # Restarted: failed with the reason; the reconciler stops it (the actor is killed).
+        health_verdicts.apply(
+            replica,
+            verdict,
+            on_ready=self.on_ready,
+            note=lambda level, text: self._note(replica, level, text),
+            restart=lambda reason: self._fail(replica, reason),
+        )
+
+    def _note(self, replica: _Replica, level: str, message: str) -> None:
+        self._say(replica, replica_log.record_line(level, "chainyard.health", message))
 
     # -- stopping --------------------------------------------------------------------------
 

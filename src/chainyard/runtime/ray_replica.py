@@ -39,7 +39,9 @@ def _tail(path: pathlib.Path, lines: int = 8) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    last = [line for line in text.splitlines() if line.strip()][-lines:]
+    from chainyard.domain.replica_log import render
+
+    last = [render(line) for line in text.splitlines() if line.strip()][-lines:]
     return (":\n" + "\n".join(last)) if last else ""
 
 

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
+from chainyard.domain import replica_log
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
 from chainyard.services import promotions
 from chainyard.services.context import Core, system_actor
@@ -283,13 +284,19 @@ def record_replica_logs(core: Core, lines: list[tuple[str, str, str]]) -> None:
         for i, (chainlet_id, replica_id, text) in enumerate(lines):
             if chainlet_id not in known:
                 continue  # the chainlet was deleted meanwhile
+            # A record of Python's logging (domain/replica_log.py) brings its level and request
+            # id; plain output gets the level its text suggests.
+            record = replica_log.parse(text)
+            if record is None:
+                record = replica_log.ReplicaLine(message=text, level=_level_of(text))
             session.add(
                 ChainletLog(
                     chainlet_id=chainlet_id,
                     timestamp_ns=start + i,
-                    message=text[:10_000],
-                    level=_level_of(text),
+                    message=record.message[: replica_log.MAX_CHARS],
+                    level=record.level,
                     replica=replica_id,
+                    request_id=record.request_id,
                     component="replica",
                 )
             )
