@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import pathlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chainyard.chains import truss_compat
+from chainyard.chains import streaming, truss_compat
 
 
 def _user_frames(detail: dict[str, Any], source_dir: pathlib.Path) -> dict[str, Any]:
@@ -38,6 +37,7 @@ def build_app(
     result_model = None if endpoint.is_streaming else truss_compat.output_model(desc)
     slots = asyncio.Semaphore(max(1, predict_concurrency))
     health = getattr(chainlet, "is_healthy", None) if desc.health_check else None
+    read_timeout = truss_compat.streaming_read_timeout(desc)
 
     def error(exc: fastapi.HTTPException) -> JSONResponse:
         detail: Any = exc.detail
@@ -53,8 +53,13 @@ def build_app(
             return JSONResponse({"error": str(exc)}, status_code=400)
         kwargs = truss_compat.set_fields(inputs)
         if endpoint.is_streaming:
-            return StreamingResponse(
-                _stream(request, kwargs), media_type="application/octet-stream"
+            return await streaming.stream_response(
+                lambda: chainlet.run_remote(**kwargs),
+                slots=slots,
+                context=lambda: truss_compat.request_context(request.headers),
+                error_response=stream_error,
+                read_timeout=read_timeout,
+                request_id=request.headers.get("x-baseten-request-id"),
             )
         try:
             async with slots:
@@ -68,11 +73,10 @@ def build_app(
         assert result_model is not None
         return Response(result_model(result).model_dump_json(), media_type="application/json")
 
-    async def _stream(request: Request, kwargs: dict[str, Any]) -> AsyncIterator[bytes]:
-        async with slots:
-            with truss_compat.request_context(request.headers):
-                async for chunk in chainlet.run_remote(**kwargs):
-                    yield chunk.encode() if isinstance(chunk, str) else chunk
+    def stream_error(exc: Exception) -> Response:
+        if isinstance(exc, fastapi.HTTPException):
+            return error(exc)
+        return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
     async def ready(_request: Request) -> Response:
         if health is not None:

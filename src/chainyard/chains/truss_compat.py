@@ -100,6 +100,14 @@ def output_model(desc: Any) -> Any:
     return pydantic.RootModel[root]  # type: ignore[valid-type]
 
 
+def streaming_read_timeout(desc: Any) -> float | None:
+    """Seconds a streaming `run_remote` may take between two chunks (truss's
+    `ChainletOptions.streaming_read_timeout`); None where it is unset."""
+    options = getattr(desc.chainlet_cls.remote_config, "options", None)
+    value = getattr(options, "streaming_read_timeout", None)
+    return float(value) if value else None
+
+
 def stub_class(dep_desc: Any) -> type:
     """A truss_chains stub for a dependency, named as the dependency (truss looks it up by name),
     whose `run_remote` mirrors the dependency's: sync, async or streaming."""
@@ -118,11 +126,16 @@ def stub_class(dep_desc: Any) -> type:
 
     namespace: dict[str, Any] = {}
     if endpoint.is_streaming:
+        from chainyard.chains.streaming import relay_dependency_stream
+
         as_text = endpoint.streaming_type.is_string
 
         async def run_remote_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-            async for chunk in self.predict_async_stream(build_inputs(args, kwargs)):
-                yield chunk.decode() if as_text else chunk
+            inputs = build_inputs(args, kwargs)
+            async for chunk in relay_dependency_stream(
+                self, inputs, as_text=as_text, name=dep_desc.name
+            ):
+                yield chunk
 
         namespace["run_remote"] = run_remote_stream
     else:

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import itertools
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,10 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chainyard.chains.streaming import AbortableStream, StreamBrokenOff
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
+
+log = logging.getLogger("chainyard.gateway")
 
 MAX_CONNECT_ATTEMPTS = 4
 # Requests one chainlet may hold waiting for a free replica slot; past it the gateway answers 429.
@@ -256,11 +260,22 @@ class ReplicaRouter:
                 try:
                     async for chunk in upstream.content.iter_any():
                         yield chunk
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # The replica broke its answer off (its chainlet failed mid-stream, or it
+                    # went away): break ours off too, so the caller sees an error, not a
+                    # shorter body.
+                    log.warning(
+                        "the stream from chainlet %s (request %s) broke off: %s",
+                        chainlet_id,
+                        request_id,
+                        exc or type(exc).__name__,
+                    )
+                    raise StreamBrokenOff(str(exc)) from exc
                 finally:
                     upstream.release()
                     release()
 
-            return StreamingResponse(
+            return AbortableStream(
                 chunks(), status_code=upstream.status, headers=out_headers, media_type=content_type
             )
         try:

@@ -1,0 +1,87 @@
+"""Streaming through a chain: a streaming dependency relayed by a streaming entrypoint, chunk by
+chunk from the dependency's replica to the client (issue 15, item 2), and errors in the stream;
+`chainyard run` and the SDK's `stream_remote` on it (item 14)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LiveServer
+
+STREAMS = pathlib.Path(__file__).parent / "chains" / "streams.py"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def streams(live_server: LiveServer) -> dict[str, Any]:
+    result = live_server.push(STREAMS, "--promote", "--wait")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return ids
+
+
+def _path(ids: dict[str, Any]) -> str:
+    return f"/chains/{ids['chain_id']}/production/run_remote"
+
+
+def _gated_chunks(chunks: Iterator[bytes], gate: pathlib.Path) -> tuple[bytes, bytes]:
+    """What arrived while the dependency still waited on `gate`, then the rest."""
+    first = next(chunks)
+    # The dependency cannot go past its first word until the gate opens: these bytes travelled
+    # dependency replica -> gateway -> entry replica -> gateway -> here while it waits.
+    gate.write_text("open")
+    return first, b"".join(chunks)
+
+
+def test_a_dependency_stream_reaches_the_client_chunk_by_chunk(
+    live_server: LiveServer, streams: dict[str, Any], tmp_path: pathlib.Path
+) -> None:
+    gate = tmp_path / "gate"
+    body = {"words": ["alpha", "été", "gamma"], "gate": str(gate)}
+    with live_server.client() as client, client.stream("POST", _path(streams), json=body) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/octet-stream")
+        first, rest = _gated_chunks(r.iter_raw(), gate)
+    assert first == b"ALPHA "
+    assert (first + rest).decode() == "ALPHA ÉTÉ GAMMA "
+
+
+def test_an_error_mid_stream_reaches_the_client_as_an_error(
+    live_server: LiveServer, streams: dict[str, Any]
+) -> None:
+    received = b""
+    body = {"words": ["alpha", "beta", "gamma"], "fail_after": 2}
+    with live_server.client() as client, client.stream("POST", _path(streams), json=body) as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            for chunk in r.iter_raw():
+                received += chunk
+    # What came before the failure came, and the response is not a (shorter) success.
+    assert received == b"ALPHA BETA "
+    # The dependency's replica logged the traceback of its failure.
+    with live_server.client() as client:
+        deployment = client.get(
+            f"/v1/chains/{streams['chain_id']}/deployments/{streams['chain_deployment_id']}"
+        ).json()
+    assert deployment["status"] == "ACTIVE"
+
+
+def test_an_error_before_the_first_chunk_is_an_error_answer(
+    live_server: LiveServer, streams: dict[str, Any]
+) -> None:
+    body = {"words": ["alpha", "beta"], "fail_after": 0}
+    with live_server.client() as client:
+        response = client.post(_path(streams), json=body)
+    assert response.status_code == 500, response.text
+    error = response.json()["error"]
+    # truss's chained remote error: the entrypoint's frame, then the dependency's root cause.
+    assert error["exception_cls_name"] == "ValueError"
+    assert "Error calling dependency Chainlet `Words`" in error["exception_message"]
+    assert "Words refuses word 0: 'alpha'" in error["exception_message"]
