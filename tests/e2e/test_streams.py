@@ -4,15 +4,19 @@ chunk from the dependency's replica to the client (issue 15, item 2), and errors
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import pathlib
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import LiveServer
+from chainyard.sdk import AsyncClient, Client, StreamBrokenOff
+from tests.e2e.conftest import CHAINYARD, KEY, LiveServer
 
 STREAMS = pathlib.Path(__file__).parent / "chains" / "streams.py"
 
@@ -85,3 +89,69 @@ def test_an_error_before_the_first_chunk_is_an_error_answer(
     assert error["exception_cls_name"] == "ValueError"
     assert "Error calling dependency Chainlet `Words`" in error["exception_message"]
     assert "Words refuses word 0: 'alpha'" in error["exception_message"]
+
+
+def _cli(server: LiveServer, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CHAINYARD_URL": server.url, "CHAINYARD_API_KEY": KEY}
+    return subprocess.Popen(
+        [*CHAINYARD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+
+
+def test_chainyard_run_prints_a_stream_as_it_arrives(
+    live_server: LiveServer, streams: dict[str, Any], tmp_path: pathlib.Path
+) -> None:
+    gate = tmp_path / "gate"
+    data = json.dumps({"words": ["one", "two", "three"], "gate": str(gate)})
+    process = _cli(live_server, "run", streams["chain_id"], "--data", data)
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        # The CLI printed (and flushed) the first chunk while the dependency still waits.
+        first = process.stdout.read1(1024)
+        assert first == b"ONE "
+        gate.write_text("open")
+        rest = process.stdout.read()
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+    assert first + rest == b"ONE TWO THREE "
+
+    # An error mid-stream: what came is printed, then the error, and the exit code says so.
+    data = json.dumps({"words": ["one", "two", "three"], "fail_after": 1})
+    failed = _cli(live_server, "run", streams["chain_id"], "--data", data)
+    out, err = failed.communicate(timeout=60)
+    assert failed.returncode == 1
+    assert out == b"ONE "
+    assert b"broke off after 4 bytes" in err
+
+
+def test_sdk_stream_remote(
+    live_server: LiveServer, streams: dict[str, Any], tmp_path: pathlib.Path
+) -> None:
+    gate = tmp_path / "gate"
+    body = {"words": ["un", "deux"], "gate": str(gate)}
+    with Client(live_server.url, KEY) as client:
+        with client.chains.stream_remote(streams["chain_id"], body) as stream:
+            assert stream.is_stream and stream.request_id
+            pieces = stream.text()
+            assert next(pieces) == "UN "
+            gate.write_text("open")
+            assert "".join(pieces) == "DEUX "
+        with client.chains.stream_remote(
+            streams["chain_id"], {"words": ["un", "deux"], "fail_after": 1}
+        ) as stream:
+            received = []
+            with pytest.raises(StreamBrokenOff) as broken:
+                for chunk in stream:
+                    received.append(chunk)
+        assert b"".join(received) == b"UN " and broken.value.received == 3
+
+    async def from_async_client() -> str:
+        async with (
+            AsyncClient(live_server.url, KEY) as client,
+            client.chains.stream_remote(streams["chain_id"], {"words": ["a", "b"]}) as stream,
+        ):
+            return "".join([piece async for piece in stream.text()])
+
+    assert asyncio.run(from_async_client()) == "A B "
