@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chainyard.chains.streaming import AbortableStream, StreamBrokenOff
+from chainyard.gateway import bodies
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
 log = logging.getLogger("chainyard.gateway")
@@ -24,6 +25,8 @@ log = logging.getLogger("chainyard.gateway")
 MAX_CONNECT_ATTEMPTS = 4
 # Requests one chainlet may hold waiting for a free replica slot; past it the gateway answers 429.
 DEFAULT_QUEUE_LIMIT = 256
+# Largest inference request body (docs/local-runtime.md, "Request bodies").
+DEFAULT_MAX_BODY_BYTES = 256 * 2**20
 
 
 class ReplicaSource(Protocol):
@@ -84,10 +87,12 @@ class ReplicaRouter:
         *,
         request_timeout: float = 600.0,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.runtime = runtime
         self.request_timeout = request_timeout
         self.queue_limit = queue_limit
+        self.max_body_bytes = max_body_bytes
         # Requests running on each replica address, to keep within predict_concurrency.
         self.load: collections.Counter[str] = collections.Counter()
         self.in_flight: collections.Counter[str] = collections.Counter()
@@ -196,6 +201,10 @@ class ReplicaRouter:
         replica refuses the connection, tries another; with none left, raises ReplicasGone."""
         assert self._session is not None
         try:
+            body = await bodies.prepare(request, self.max_body_bytes)
+        except bodies.BodyTooLarge as exc:
+            return inference_error(413, str(exc), "payload_too_large")
+        try:
             address = await self.acquire(chainlet_id, addresses, limit)
         except QueueFull:
             return inference_error(
@@ -208,7 +217,6 @@ class ReplicaRouter:
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
         headers["x-baseten-request-id"] = request_id
         headers["content-type"] = "application/json"
-        body = await request.body()
         self.in_flight[chainlet_id] += 1
         self.requests_total[chainlet_id] += 1
         released = False
@@ -220,18 +228,40 @@ class ReplicaRouter:
                 self.in_flight[chainlet_id] -= 1
                 self.load[address] -= 1
 
+        def too_large() -> Response | None:
+            if isinstance(body, bodies.StreamedBody) and body.too_large:
+                release()
+                return inference_error(
+                    413, bodies.too_large_message(body.limit), "payload_too_large"
+                )
+            return None
+
         tried: set[str] = set()
         while True:
             tried.add(address)
             try:
                 upstream = await self._session.post(
-                    f"{address}/v1/models/model:predict", data=body, headers=headers
+                    f"{address}/v1/models/model:predict",
+                    data=body if isinstance(body, bytes) else body.chunks(),
+                    headers=headers,
                 )
                 break
+            except bodies.BodyTooLarge:
+                refused = too_large()
+                assert refused is not None
+                return refused
             except TimeoutError:
                 release()
                 return inference_error(504, "the chainlet did not answer in time", "timeout")
             except aiohttp.ClientOSError as exc:
+                if (refused := too_large()) is not None:
+                    return refused
+                if isinstance(body, bodies.StreamedBody) and body.started:
+                    # Part of a streamed body is gone: it cannot be sent again.
+                    release()
+                    return inference_error(
+                        502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
+                    )
                 # Refused, or the pooled connection was closed under us while sending (a replica
                 # shutting down closes its idle connections): the request was not delivered, so
                 # another replica can take it safely.
@@ -248,6 +278,8 @@ class ReplicaRouter:
                 address = others[0]
                 self.load[address] += 1
             except aiohttp.ClientError as exc:
+                if (refused := too_large()) is not None:
+                    return refused
                 release()
                 return inference_error(
                     502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
