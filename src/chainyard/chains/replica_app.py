@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chainyard.chains import streaming, truss_compat
+from chainyard.chains import binary, streaming, truss_compat
 
 
 def _user_frames(detail: dict[str, Any], source_dir: pathlib.Path) -> dict[str, Any]:
@@ -47,10 +47,18 @@ def build_app(
 
     async def predict(request: Request) -> Response:
         body = await request.body()
+        # msgpack in, msgpack out, as truss does (chains/binary.py).
+        as_binary = binary.is_binary(request.headers.get("content-type"))
         try:
-            inputs = arguments.model_validate_json(body or b"{}")
-        except pydantic.ValidationError as exc:
+            if as_binary:
+                inputs = arguments.model_validate(binary.decode(body) if body else {})
+            else:
+                inputs = arguments.model_validate_json(body or b"{}")
+        except binary.NotMsgpack as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except pydantic.ValidationError as exc:
+            message = binary.missing_numpy_hint(str(exc)) if as_binary else str(exc)
+            return JSONResponse({"error": message}, status_code=400)
         kwargs = truss_compat.set_fields(inputs)
         if endpoint.is_streaming:
             return await streaming.stream_response(
@@ -71,6 +79,9 @@ def build_app(
         except fastapi.HTTPException as exc:
             return error(exc)
         assert result_model is not None
+        if as_binary:
+            answer = binary.encode(result_model(result).model_dump(mode="python"))
+            return Response(answer, media_type=binary.ANSWER_TYPE)
         return Response(result_model(result).model_dump_json(), media_type="application/json")
 
     def stream_error(exc: Exception) -> Response:

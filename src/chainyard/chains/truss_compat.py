@@ -205,3 +205,34 @@ def set_fields(model: Any) -> dict[str, Any]:
 
     result: dict[str, Any] = utils.pydantic_set_field_dict(model)
     return result
+
+
+def msgpack_serialize(value: Any) -> bytes:
+    """truss's msgpack format (needs msgpack-numpy, which needs numpy)."""
+    from truss.templates.shared import serialization
+
+    data: bytes = serialization.truss_msgpack_serialize(value)
+    return data
+
+
+def msgpack_deserialize(data: bytes) -> Any:
+    from truss.templates.shared import serialization
+
+    return serialization.truss_msgpack_deserialize(data)
+
+
+def msgpack_serialize_without_numpy(value: Any) -> bytes:
+    """truss's msgpack format for values without numpy arrays: its hooks for datetimes, decimals
+    and UUIDs, with nothing chained after them."""
+    import msgpack
+    from truss.templates.shared import serialization
+
+    data: bytes = msgpack.packb(value, default=serialization._truss_msgpack_encoder)
+    return data
+
+
+def msgpack_deserialize_without_numpy(data: bytes) -> Any:
+    import msgpack
+    from truss.templates.shared import serialization
+
+    return msgpack.unpackb(data, object_hook=serialization._truss_msgpack_decoder)

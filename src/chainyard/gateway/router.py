@@ -16,6 +16,7 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chainyard.chains import binary
 from chainyard.chains.streaming import AbortableStream, StreamBrokenOff
 from chainyard.gateway import bodies
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
@@ -216,7 +217,7 @@ class ReplicaRouter:
         request_id = request.headers.get("x-baseten-request-id") or uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
         headers["x-baseten-request-id"] = request_id
-        headers["content-type"] = "application/json"
+        headers["content-type"] = binary.forwarded_content_type(request.headers.get("content-type"))
         self.in_flight[chainlet_id] += 1
         self.requests_total[chainlet_id] += 1
         released = False
