@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from chainyard.sdk import AsyncClient, Client, StreamBrokenOff
-from tests.e2e.conftest import CHAINYARD, KEY, LiveServer
+from tests.e2e.conftest import CHAINYARD, KEY, LiveServer, wait_for
 
 STREAMS = pathlib.Path(__file__).parent / "chains" / "streams.py"
 
@@ -69,12 +69,19 @@ def test_an_error_mid_stream_reaches_the_client_as_an_error(
                 received += chunk
     # What came before the failure came, and the response is not a (shorter) success.
     assert received == b"ALPHA BETA "
-    # The dependency's replica logged the traceback of its failure.
+    # The dependency's replica logged its failure, with the traceback, where the logs API finds it.
+    path = f"/v1/chains/{streams['chain_id']}/deployments/{streams['chain_deployment_id']}"
     with live_server.client() as client:
-        deployment = client.get(
-            f"/v1/chains/{streams['chain_id']}/deployments/{streams['chain_deployment_id']}"
-        ).json()
-    assert deployment["status"] == "ACTIVE"
+        words = next(c for c in client.get(path).json()["chainlets"] if c["name"] == "Words")
+
+        def failure_logged() -> list[str]:
+            logs = client.get(f"{path}/chainlets/{words['id']}/logs").json()["logs"]
+            text = [line["message"] for line in logs]
+            return text if any("Words refuses word 2: 'gamma'" in t for t in text) else []
+
+        logged = wait_for(failure_logged, timeout=30, what="the failure in the Words log")
+    assert any("failed mid-stream" in line for line in logged)
+    assert any("in run_remote" in line for line in logged)
 
 
 def test_an_error_before_the_first_chunk_is_an_error_answer(
