@@ -44,11 +44,21 @@ class AbortableStream(StreamingResponse):
     Returning with the response incomplete makes the HTTP server close the connection (one log
     line), where letting the exception escape would log it again with the server's traceback."""
 
+    def __init__(
+        self, *args: Any, on_close: Callable[[], None] = lambda: None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         except StreamBrokenOff:
             return
+        finally:
+            # At once, whether the stream ended, broke off or the reader went away (an unfinished
+            # body iterator would otherwise be closed only when collected).
+            self._on_close()
 
 
 class _Failed:
@@ -127,7 +137,10 @@ async def stream_response(
             # The reader went away or the stream ended: stop the generator (and free its slot).
             producer.cancel()
 
-    return AbortableStream(chunks(), media_type="application/octet-stream")
+    def stop() -> None:
+        producer.cancel()
+
+    return AbortableStream(chunks(), media_type="application/octet-stream", on_close=stop)
 
 
 def _as_exception(exc: BaseException) -> Exception:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 # Bodies up to this size (with Content-Length) are read whole, once; larger ones are streamed.
 BUFFER_BYTES = 2**20
@@ -64,17 +64,24 @@ class StreamedBody:
         self.started = False
         self.sent = 0
         self.too_large = False
+        self.caller_gone = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        # aiohttp reports an exception from here as a connection error of the upload; these
+        # flags say what really happened.
         self.started = True
-        async for chunk in self._request.stream():
-            if not chunk:
-                continue
-            self.sent += len(chunk)
-            if self.sent > self.limit:
-                self.too_large = True
-                raise BodyTooLarge(too_large_message(self.limit))
-            yield chunk
+        try:
+            async for chunk in self._request.stream():
+                if not chunk:
+                    continue
+                self.sent += len(chunk)
+                if self.sent > self.limit:
+                    self.too_large = True
+                    raise BodyTooLarge(too_large_message(self.limit))
+                yield chunk
+        except ClientDisconnect:
+            self.caller_gone = True
+            raise
 
 
 async def prepare(request: Request, limit: int) -> bytes | StreamedBody:

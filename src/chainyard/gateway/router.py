@@ -282,9 +282,16 @@ class ReplicaRouter:
                 if (refused := too_large()) is not None:
                     return refused
                 release()
+                if isinstance(body, bodies.StreamedBody) and body.caller_gone:
+                    return inference_error(
+                        400, "the caller went away before the end of its body", "client_error"
+                    )
                 return inference_error(
                     502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
                 )
+            except Exception:
+                release()  # whatever went wrong, the replica's slot must not stay taken
+                raise
         out_headers = {"X-BASETEN-REQUEST-ID": request_id}
         content_type = upstream.headers.get("content-type", "application/json")
         if content_type.startswith("application/octet-stream"):
@@ -308,8 +315,16 @@ class ReplicaRouter:
                     upstream.release()
                     release()
 
+            def close() -> None:
+                upstream.release()
+                release()
+
             return AbortableStream(
-                chunks(), status_code=upstream.status, headers=out_headers, media_type=content_type
+                chunks(),
+                status_code=upstream.status,
+                headers=out_headers,
+                media_type=content_type,
+                on_close=close,
             )
         try:
             data = await upstream.read()
