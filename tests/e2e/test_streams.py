@@ -57,6 +57,16 @@ def test_a_dependency_stream_reaches_the_client_chunk_by_chunk(
     assert (first + rest).decode() == "ALPHA ÉTÉ GAMMA "
 
 
+def test_a_bytes_stream_of_pydantic_items_through_truss_stream_reader(
+    live_server: LiveServer, streams: dict[str, Any]
+) -> None:
+    body = {"words": ["a", "bb", "ccc"], "tally": True}
+    with live_server.client() as client:
+        response = client.post(_path(streams), json=body)
+    assert response.status_code == 200, response.text
+    assert response.text == "a=1;bb=2;ccc=3;total=6"
+
+
 def test_an_error_mid_stream_reaches_the_client_as_an_error(
     live_server: LiveServer, streams: dict[str, Any]
 ) -> None:
