@@ -7,6 +7,7 @@ import os
 import pathlib
 import socket
 
+from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES
 from chainyard.store.db import sqlite_url
 
 
@@ -50,7 +51,7 @@ class ServerConfig:
     max_request_bytes: int = 16 * 2**20
     # Largest inference request body (run_remote, and replicas calling their dependencies):
     # audio and images travel inline, as JSON (base64) or msgpack. See docs/local-runtime.md.
-    max_body_bytes: int = 256 * 2**20
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def gateway_url(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import JSONResponse
 
+from chainyard.domain.body_limits import too_large_message
 from chainyard.domain.errors import RateLimited
 
 Scope = MutableMapping[str, Any]
@@ -103,8 +104,6 @@ class BodyLimit:
 async def _too_large(send: Send, limit: int, *, inference: bool = False) -> None:
     if inference:
         # The inference spec's error shape (as the gateway's own 413).
-        from chainyard.gateway.bodies import too_large_message
-
         body = {"error": too_large_message(limit), "error_code": "payload_too_large"}
     else:
         body = {

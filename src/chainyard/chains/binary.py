@@ -36,13 +36,6 @@ def is_binary(content_type: str | None) -> bool:
     return media_type(content_type) in BINARY_TYPES
 
 
-def forwarded_content_type(content_type: str | None) -> str:
-    """The Content-Type the gateway sends on to the replica: a binary type as it came, and JSON
-    for anything else (a JSON body is JSON whatever the client's header says)."""
-    media = media_type(content_type)
-    return media if media in BINARY_TYPES else "application/json"
-
-
 class NotMsgpack(ValueError):
     pass
 

@@ -14,8 +14,27 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 
+from chainyard.domain.body_limits import too_large_message
+
 # Bodies up to this size (with Content-Length) are read whole, once; larger ones are streamed.
 BUFFER_BYTES = 2**20
+
+
+# Bodies the replica reads as msgpack (chains/binary.py, which replicas import instead of this):
+# passed on as bytes with their content type. Any other body is sent on as JSON.
+BINARY_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/msgpack",
+        "application/x-msgpack",
+        "application/vnd.msgpack",
+    }
+)
+
+
+def forwarded_content_type(content_type: str | None) -> str:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media if media in BINARY_TYPES else "application/json"
 
 
 class BodyTooLarge(Exception):
@@ -39,20 +58,6 @@ def declared_length(request: Request) -> int | None:
     except ValueError:
         return None
     return length if length >= 0 else None
-
-
-def size_text(n: int) -> str:
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor} {unit}"
-    return f"{n} bytes"
-
-
-def too_large_message(limit: int) -> str:
-    return (
-        f"the request body is larger than {size_text(limit)}, this server's limit for inference "
-        "requests (chainyard serve --max-body-size, CHAINYARD_MAX_BODY_BYTES)"
-    )
 
 
 class StreamedBody:

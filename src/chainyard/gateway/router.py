@@ -16,9 +16,9 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chainyard.chains import binary
-from chainyard.chains.streaming import AbortableStream, StreamBrokenOff
+from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES, too_large_message
 from chainyard.gateway import bodies
+from chainyard.gateway.streams import AbortableStream, StreamBrokenOff
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
 log = logging.getLogger("chainyard.gateway")
@@ -26,8 +26,6 @@ log = logging.getLogger("chainyard.gateway")
 MAX_CONNECT_ATTEMPTS = 4
 # Requests one chainlet may hold waiting for a free replica slot; past it the gateway answers 429.
 DEFAULT_QUEUE_LIMIT = 256
-# Largest inference request body (docs/local-runtime.md, "Request bodies").
-DEFAULT_MAX_BODY_BYTES = 256 * 2**20
 
 
 class ReplicaSource(Protocol):
@@ -217,7 +215,7 @@ class ReplicaRouter:
         request_id = request.headers.get("x-baseten-request-id") or uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
         headers["x-baseten-request-id"] = request_id
-        headers["content-type"] = binary.forwarded_content_type(request.headers.get("content-type"))
+        headers["content-type"] = bodies.forwarded_content_type(request.headers.get("content-type"))
         self.in_flight[chainlet_id] += 1
         self.requests_total[chainlet_id] += 1
         released = False
@@ -232,9 +230,7 @@ class ReplicaRouter:
         def too_large() -> Response | None:
             if isinstance(body, bodies.StreamedBody) and body.too_large:
                 release()
-                return inference_error(
-                    413, bodies.too_large_message(body.limit), "payload_too_large"
-                )
+                return inference_error(413, too_large_message(body.limit), "payload_too_large")
             return None
 
         tried: set[str] = set()
