@@ -110,7 +110,10 @@ class ReplicaRouter:
         # Measured faster than httpx for many small requests (see docs/bench.md).
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.request_timeout)
+            connector=connector,
+            # A bound on each wait for the replica (its answer, or the next chunk of a stream),
+            # not on the whole exchange: an LLM's stream may well run longer than that.
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=self.request_timeout),
         )
 
     async def close(self) -> None:
