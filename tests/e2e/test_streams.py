@@ -37,7 +37,9 @@ def _path(ids: dict[str, Any]) -> str:
 
 def _gated_chunks(chunks: Iterator[bytes], gate: pathlib.Path) -> tuple[bytes, bytes]:
     """What arrived while the dependency still waited on `gate`, then the rest."""
-    first = next(chunks)
+    first = b""
+    while not first.endswith(b" "):  # the first word, however the network cut it
+        first += next(chunks)
     # The dependency cannot go past its first word until the gate opens: these bytes travelled
     # dependency replica -> gateway -> entry replica -> gateway -> here while it waits.
     gate.write_text("open")
@@ -124,7 +126,10 @@ def test_chainyard_run_prints_a_stream_as_it_arrives(
     assert process.stdout is not None and process.stderr is not None
     try:
         # The CLI printed (and flushed) the first chunk while the dependency still waits.
-        first = process.stdout.read1(1024)
+        first = b""
+        while not first.endswith(b" "):
+            first += process.stdout.read1(1024) or b"<EOF>"
+            assert not first.endswith(b"<EOF>"), process.stderr.read()
         assert first == b"ONE "
         gate.write_text("open")
         rest = process.stdout.read()
@@ -152,7 +157,10 @@ def test_sdk_stream_remote(
         with client.chains.stream_remote(streams["chain_id"], body) as stream:
             assert stream.is_stream and stream.request_id
             pieces = stream.text()
-            assert next(pieces) == "UN "
+            first = ""
+            while not first.endswith(" "):
+                first += next(pieces)
+            assert first == "UN "
             gate.write_text("open")
             assert "".join(pieces) == "DEUX "
         with client.chains.stream_remote(
