@@ -7,6 +7,7 @@ import os
 import pathlib
 import socket
 
+from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES
 from chainyard.store.db import sqlite_url
 
 
@@ -45,8 +46,12 @@ class ServerConfig:
     lease_ttl: float = 5.0
     # Requests per second per API key and endpoint (0 turns the limit off).
     rate_limit_per_second: float = 100.0
-    # Largest request body, except the deploy upload (which may carry a source archive).
+    # Largest request body of the management API, except the deploy upload (which may carry a
+    # source archive).
     max_request_bytes: int = 16 * 2**20
+    # Largest inference request body (run_remote, and replicas calling their dependencies):
+    # audio and images travel inline, as JSON (base64) or msgpack. See docs/local-runtime.md.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def gateway_url(self) -> str:
@@ -91,8 +96,32 @@ class ServerConfig:
             cfg.server_id = env["CHAINYARD_SERVER_ID"]
         if "CHAINYARD_RATE_LIMIT" in env:
             cfg.rate_limit_per_second = float(env["CHAINYARD_RATE_LIMIT"])
+        if "CHAINYARD_MAX_BODY_BYTES" in env:
+            cfg.max_body_bytes = parse_size(
+                env["CHAINYARD_MAX_BODY_BYTES"], "CHAINYARD_MAX_BODY_BYTES"
+            )
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
         cfg.data_dir = pathlib.Path(cfg.data_dir)
         return cfg
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20}
+_UNITS |= {"g": 2**30, "gib": 2**30}
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """A byte count: `268435456`, `256MiB`, `256M`, `1GiB`, `512KiB` (binary units)."""
+    raw = text.strip().lower().replace(" ", "")
+    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS:
+        raise ValueError(
+            f"{what}: {text!r} is not a size: give bytes, or a number with KiB, MiB or GiB "
+            "(e.g. 256MiB)"
+        )
+    size = int(digits) * _UNITS[unit]
+    if size < 1:
+        raise ValueError(f"{what}: {text!r}: the size must be at least 1 byte")
+    return size

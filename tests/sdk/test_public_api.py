@@ -24,13 +24,24 @@ PUBLIC = [
     "PromotionTimeout",
     "RateLimited",
     "ServerError",
+    "StreamBrokenOff",
     "Unauthorized",
     "WaitError",
     "WaitTimeout",
 ]
 
 RESOURCES = {
-    "chains": ["audit_logs", "delete", "deploy", "get", "iter", "list", "run_remote", "wake"],
+    "chains": [
+        "audit_logs",
+        "delete",
+        "deploy",
+        "get",
+        "iter",
+        "list",
+        "run_remote",
+        "stream_remote",
+        "wake",
+    ],
     "deployments": [
         "activate",
         "deactivate",

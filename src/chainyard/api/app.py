@@ -29,6 +29,7 @@ from chainyard.autoscaler.loop import Autoscaler
 from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
+from chainyard.gateway import bodies
 from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
@@ -137,7 +138,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     reconciler = Reconciler(
         core, backend, interval=config.reconcile_interval, gateway_url=config.gateway_url
     )
-    replica_router = ReplicaRouter(backend)
+    replica_router = ReplicaRouter(backend, max_body_bytes=config.max_body_bytes)
 
     async def lead() -> None:
         await backend.start()
@@ -231,6 +232,9 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         limit=config.max_request_bytes,
         # The deploy upload carries the source archive, besides its manifest.
         limits_by_path={"/v1/chains/deploy": MAX_ARCHIVE_BYTES + 2 * 2**20},
+        # Inference bodies stream through the gateway, which counts them (gateway/bodies.py).
+        streamed=bodies.streams_body,
+        streamed_limit=config.max_body_bytes,
     )
     app.add_middleware(json_bodies.JsonBodies)
     # Outermost: a request counts from the moment it arrives.

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import JSONResponse
 
+from chainyard.domain.body_limits import too_large_message
 from chainyard.domain.errors import RateLimited
 
 Scope = MutableMapping[str, Any]
@@ -33,16 +34,32 @@ class BodyLimit:
     counting for bodies sent without one. `limits_by_path` gives larger limits to some paths
     (the deploy upload carries a source archive)."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, limits_by_path: dict[str, int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        limits_by_path: dict[str, int],
+        streamed: Callable[[str], bool] = lambda _path: False,
+        streamed_limit: int = 0,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.limits_by_path = limits_by_path
+        # Paths whose handler streams the body on and counts it itself (inference): checked here
+        # by Content-Length only, never read here.
+        self.streamed = streamed
+        self.streamed_limit = streamed_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits_by_path.get(scope["path"], self.limit)
+        streamed = self.streamed(scope["path"])
+        if streamed:
+            limit = self.streamed_limit
+        else:
+            limit = self.limits_by_path.get(scope["path"], self.limit)
         declared: int | None = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -50,9 +67,9 @@ class BodyLimit:
                     declared = int(value)
                 except ValueError:
                     declared = None
-        if declared is not None:
-            if declared > limit:
-                await _too_large(send, limit)
+        if declared is not None or streamed:
+            if declared is not None and declared > limit:
+                await _too_large(send, limit, inference=streamed)
                 return
             await self.app(scope, receive, send)
             return
@@ -85,14 +102,16 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    response = JSONResponse(
-        {
+async def _too_large(send: Send, limit: int, *, inference: bool = False) -> None:
+    if inference:
+        # The inference spec's error shape (as the gateway's own 413).
+        body = {"error": too_large_message(limit), "error_code": "payload_too_large"}
+    else:
+        body = {
             "error": f"the request body is larger than {_size(limit)}",
             "code": "PAYLOAD_TOO_LARGE",
-        },
-        status_code=413,
-    )
+        }
+    response = JSONResponse(body, status_code=413)
     await response({"type": "http"}, _no_body, send)
 
 

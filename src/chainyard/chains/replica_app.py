@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chainyard.chains import kinds, replica_ws, truss_compat
+from chainyard.chains import binary, kinds, replica_ws, streaming, truss_compat
 
 
 def _user_frames(detail: dict[str, Any], source_dir: pathlib.Path) -> dict[str, Any]:
@@ -40,6 +39,7 @@ def build_app(
     run_remote = kinds.endpoint_method(chainlet, desc)
     result_model = None if endpoint.is_streaming else truss_compat.output_model(desc)
     slots = asyncio.Semaphore(max(1, predict_concurrency))
+    read_timeout = truss_compat.streaming_read_timeout(desc)
 
     def error(exc: fastapi.HTTPException) -> JSONResponse:
         detail: Any = exc.detail
@@ -51,14 +51,27 @@ def build_app(
         if endpoint.is_websocket:
             return replica_ws.http_refused(desc)
         body = await request.body()
+        # msgpack in, msgpack out, as truss does (chains/binary.py).
+        as_binary = binary.is_binary(request.headers.get("content-type"))
         try:
-            inputs = arguments.model_validate_json(body or b"{}")
-        except pydantic.ValidationError as exc:
+            if as_binary:
+                inputs = arguments.model_validate(binary.decode(body) if body else {})
+            else:
+                inputs = arguments.model_validate_json(body or b"{}")
+        except binary.NotMsgpack as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except pydantic.ValidationError as exc:
+            message = binary.missing_numpy_hint(str(exc)) if as_binary else str(exc)
+            return JSONResponse({"error": message}, status_code=400)
         kwargs = truss_compat.set_fields(inputs)
         if endpoint.is_streaming:
-            return StreamingResponse(
-                _stream(request, kwargs), media_type="application/octet-stream"
+            return await streaming.stream_response(
+                lambda: run_remote(**kwargs),
+                slots=slots,
+                context=lambda: truss_compat.request_context(request.headers),
+                error_response=stream_error,
+                read_timeout=read_timeout,
+                request_id=request.headers.get("x-baseten-request-id"),
             )
         try:
             async with slots:
@@ -70,13 +83,15 @@ def build_app(
         except fastapi.HTTPException as exc:
             return error(exc)
         assert result_model is not None
+        if as_binary:
+            answer = binary.encode(result_model(result).model_dump(mode="python"))
+            return Response(answer, media_type=binary.ANSWER_TYPE)
         return Response(result_model(result).model_dump_json(), media_type="application/json")
 
-    async def _stream(request: Request, kwargs: dict[str, Any]) -> AsyncIterator[bytes]:
-        async with slots:
-            with truss_compat.request_context(request.headers):
-                async for chunk in run_remote(**kwargs):
-                    yield chunk.encode() if isinstance(chunk, str) else chunk
+    def stream_error(exc: Exception) -> Response:
+        if isinstance(exc, fastapi.HTTPException):
+            return error(exc)
+        return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
     return Starlette(
         routes=[

@@ -101,6 +101,14 @@ def output_model(desc: Any) -> Any:
     return pydantic.RootModel[root]  # type: ignore[valid-type]
 
 
+def streaming_read_timeout(desc: Any) -> float | None:
+    """Seconds a streaming `run_remote` may take between two chunks (truss's
+    `ChainletOptions.streaming_read_timeout`); None where it is unset."""
+    options = getattr(desc.chainlet_cls.remote_config, "options", None)
+    value = getattr(options, "streaming_read_timeout", None)
+    return float(value) if value else None
+
+
 def stub_class(dep_desc: Any) -> type:
     """A truss_chains stub for a dependency, named as the dependency (truss looks it up by name),
     whose `run_remote` (`predict` for a chains.ModelBase) mirrors the dependency's: sync, async or
@@ -120,11 +128,16 @@ def stub_class(dep_desc: Any) -> type:
 
     namespace: dict[str, Any] = {}
     if endpoint.is_streaming:
+        from chainyard.chains.streaming import relay_dependency_stream
+
         as_text = endpoint.streaming_type.is_string
 
         async def run_remote_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-            async for chunk in self.predict_async_stream(build_inputs(args, kwargs)):
-                yield chunk.decode() if as_text else chunk
+            inputs = build_inputs(args, kwargs)
+            async for chunk in relay_dependency_stream(
+                self, inputs, as_text=as_text, name=dep_desc.name
+            ):
+                yield chunk
 
         namespace[endpoint.name] = run_remote_stream
     else:
@@ -203,3 +216,34 @@ def set_fields(model: Any) -> dict[str, Any]:
 
     result: dict[str, Any] = utils.pydantic_set_field_dict(model)
     return result
+
+
+def msgpack_serialize(value: Any) -> bytes:
+    """truss's msgpack format (needs msgpack-numpy, which needs numpy)."""
+    from truss.templates.shared import serialization
+
+    data: bytes = serialization.truss_msgpack_serialize(value)
+    return data
+
+
+def msgpack_deserialize(data: bytes) -> Any:
+    from truss.templates.shared import serialization
+
+    return serialization.truss_msgpack_deserialize(data)
+
+
+def msgpack_serialize_without_numpy(value: Any) -> bytes:
+    """truss's msgpack format for values without numpy arrays: its hooks for datetimes, decimals
+    and UUIDs, with nothing chained after them."""
+    import msgpack
+    from truss.templates.shared import serialization
+
+    data: bytes = msgpack.packb(value, default=serialization._truss_msgpack_encoder)
+    return data
+
+
+def msgpack_deserialize_without_numpy(data: bytes) -> Any:
+    import msgpack
+    from truss.templates.shared import serialization
+
+    return msgpack.unpackb(data, object_hook=serialization._truss_msgpack_decoder)

@@ -49,31 +49,46 @@ def serve(
         float | None,
         typer.Option(help="--runtime ray: seconds a replica no node can take waits [120]"),
     ] = None,
+    max_body_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Largest inference request body, e.g. 512MiB, 1GiB "
+            "(env CHAINYARD_MAX_BODY_BYTES) [256MiB]"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
     import uvicorn
 
     from chainyard.api.app import create_app
-    from chainyard.config import ServerConfig
+    from chainyard.config import ServerConfig, parse_size
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Migrations run on every start; their step-by-step chatter is noise to an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    config = ServerConfig.from_env(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        runtime=runtime,
-        instance_types_file=instance_types,
-        reconcile_interval=reconcile_interval,
-        ray_address=ray_address,
-        ray_unschedulable_timeout=ray_unschedulable_timeout,
-        rate_limit_per_second=rate_limit,
-    )
+    try:
+        body_limit = (
+            parse_size(max_body_size, "--max-body-size") if max_body_size is not None else None
+        )
+        config = ServerConfig.from_env(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            runtime=runtime,
+            instance_types_file=instance_types,
+            reconcile_interval=reconcile_interval,
+            ray_address=ray_address,
+            ray_unschedulable_timeout=ray_unschedulable_timeout,
+            rate_limit_per_second=rate_limit,
+            max_body_bytes=body_limit,
+        )
+    except ValueError as exc:
+        typer.echo(f"chainyard: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
     from sqlalchemy.exc import SQLAlchemyError
 
     from chainyard.domain.errors import ChainyardError

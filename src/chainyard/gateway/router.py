@@ -6,6 +6,7 @@ import asyncio
 import collections
 import itertools
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,12 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES, too_large_message
+from chainyard.gateway import bodies
+from chainyard.gateway.streams import AbortableStream, StreamBrokenOff
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
+
+log = logging.getLogger("chainyard.gateway")
 
 MAX_CONNECT_ATTEMPTS = 4
 # Requests one chainlet may hold waiting for a free replica slot; past it the gateway answers 429.
@@ -80,10 +86,12 @@ class ReplicaRouter:
         *,
         request_timeout: float = 600.0,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.runtime = runtime
         self.request_timeout = request_timeout
         self.queue_limit = queue_limit
+        self.max_body_bytes = max_body_bytes
         # Requests running on each replica address, to keep within predict_concurrency.
         self.load: collections.Counter[str] = collections.Counter()
         self.in_flight: collections.Counter[str] = collections.Counter()
@@ -102,7 +110,10 @@ class ReplicaRouter:
         # Measured faster than httpx for many small requests (see docs/bench.md).
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.request_timeout)
+            connector=connector,
+            # A bound on each wait for the replica (its answer, or the next chunk of a stream),
+            # not on the whole exchange: an LLM's stream may well run longer than that.
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=self.request_timeout),
         )
 
     async def close(self) -> None:
@@ -192,6 +203,10 @@ class ReplicaRouter:
         replica refuses the connection, tries another; with none left, raises ReplicasGone."""
         assert self._session is not None
         try:
+            body = await bodies.prepare(request, self.max_body_bytes)
+        except bodies.BodyTooLarge as exc:
+            return inference_error(413, str(exc), "payload_too_large")
+        try:
             address = await self.acquire(chainlet_id, addresses, limit)
         except QueueFull:
             return inference_error(
@@ -203,8 +218,7 @@ class ReplicaRouter:
         request_id = request.headers.get("x-baseten-request-id") or uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
         headers["x-baseten-request-id"] = request_id
-        headers["content-type"] = "application/json"
-        body = await request.body()
+        headers["content-type"] = bodies.forwarded_content_type(request.headers.get("content-type"))
         self.in_flight[chainlet_id] += 1
         self.requests_total[chainlet_id] += 1
         released = False
@@ -216,18 +230,38 @@ class ReplicaRouter:
                 self.in_flight[chainlet_id] -= 1
                 self.load[address] -= 1
 
+        def too_large() -> Response | None:
+            if isinstance(body, bodies.StreamedBody) and body.too_large:
+                release()
+                return inference_error(413, too_large_message(body.limit), "payload_too_large")
+            return None
+
         tried: set[str] = set()
         while True:
             tried.add(address)
             try:
                 upstream = await self._session.post(
-                    f"{address}/v1/models/model:predict", data=body, headers=headers
+                    f"{address}/v1/models/model:predict",
+                    data=body if isinstance(body, bytes) else body.chunks(),
+                    headers=headers,
                 )
                 break
+            except bodies.BodyTooLarge:
+                refused = too_large()
+                assert refused is not None
+                return refused
             except TimeoutError:
                 release()
                 return inference_error(504, "the chainlet did not answer in time", "timeout")
             except aiohttp.ClientOSError as exc:
+                if (refused := too_large()) is not None:
+                    return refused
+                if isinstance(body, bodies.StreamedBody) and body.started:
+                    # Part of a streamed body is gone: it cannot be sent again.
+                    release()
+                    return inference_error(
+                        502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
+                    )
                 # Refused, or the pooled connection was closed under us while sending (a replica
                 # shutting down closes its idle connections): the request was not delivered, so
                 # another replica can take it safely.
@@ -244,10 +278,19 @@ class ReplicaRouter:
                 address = others[0]
                 self.load[address] += 1
             except aiohttp.ClientError as exc:
+                if (refused := too_large()) is not None:
+                    return refused
                 release()
+                if isinstance(body, bodies.StreamedBody) and body.caller_gone:
+                    return inference_error(
+                        400, "the caller went away before the end of its body", "client_error"
+                    )
                 return inference_error(
                     502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
                 )
+            except Exception:
+                release()  # whatever went wrong, the replica's slot must not stay taken
+                raise
         out_headers = {"X-BASETEN-REQUEST-ID": request_id}
         content_type = upstream.headers.get("content-type", "application/json")
         if content_type.startswith("application/octet-stream"):
@@ -256,12 +299,31 @@ class ReplicaRouter:
                 try:
                     async for chunk in upstream.content.iter_any():
                         yield chunk
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # The replica broke its answer off (its chainlet failed mid-stream, or it
+                    # went away): break ours off too, so the caller sees an error, not a
+                    # shorter body.
+                    log.warning(
+                        "the stream from chainlet %s (request %s) broke off: %s",
+                        chainlet_id,
+                        request_id,
+                        exc or type(exc).__name__,
+                    )
+                    raise StreamBrokenOff(str(exc)) from exc
                 finally:
                     upstream.release()
                     release()
 
-            return StreamingResponse(
-                chunks(), status_code=upstream.status, headers=out_headers, media_type=content_type
+            def close() -> None:
+                upstream.release()
+                release()
+
+            return AbortableStream(
+                chunks(),
+                status_code=upstream.status,
+                headers=out_headers,
+                media_type=content_type,
+                on_close=close,
             )
         try:
             data = await upstream.read()

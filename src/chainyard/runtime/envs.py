@@ -57,6 +57,12 @@ class EnvBuildError(Exception):
         self.log = log
 
 
+# One build per environment at a time: chainlets of one chain often share their requirements,
+# and their builds run concurrently; a second build of the same env would delete the first's
+# half-made directory under it.
+_BUILDING: dict[pathlib.Path, asyncio.Lock] = {}
+
+
 async def ensure_env(envs_dir: pathlib.Path, requirements: Sequence[str]) -> tuple[str, list[str]]:
     """The Python executable for these requirements and the build log lines."""
     reqs = normalize(requirements)
@@ -64,6 +70,12 @@ async def ensure_env(envs_dir: pathlib.Path, requirements: Sequence[str]) -> tup
         note = "requirements satisfied by the server's environment; nothing to build"
         return sys.executable, [note] if reqs else []
     env_dir = envs_dir / requirements_hash(reqs)
+    lock = _BUILDING.setdefault(env_dir, asyncio.Lock())
+    async with lock:
+        return await _ensure_env(env_dir, reqs)
+
+
+async def _ensure_env(env_dir: pathlib.Path, reqs: list[str]) -> tuple[str, list[str]]:
     python = env_dir / "bin" / "python"
     marker = env_dir / ".chainyard-built"
     if marker.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ from chainyard.schemas import (
     UpdateChainletEnvironmentInstanceTypeResponseV1,
     UpdatePromotionSettingsV1,
 )
-from chainyard.sdk import _http, _ops
+from chainyard.sdk import _http, _ops, _streams
 from chainyard.sdk._waits import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -154,6 +155,27 @@ class Chains(_Resource):
                 timeout=timeout,
             )
         )
+
+    @contextlib.asynccontextmanager
+    async def stream_remote(
+        self,
+        chain_id: str,
+        data: Any,
+        *,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[_streams.AsyncRemoteStream]:
+        """Calls the chain's entrypoint like `run_remote`, and gives its answer as it comes:
+        `async with client.chains.stream_remote(id, data) as stream:`, then
+        `async for chunk in stream` (bytes) or `async for text in stream.text()`. `timeout`
+        bounds each wait for a chunk. An error answer raises as in `run_remote`; a chain that
+        fails mid-stream raises `StreamBrokenOff` from the iteration."""
+        op = _ops.run_remote(
+            chain_id, data, environment=environment, deployment_id=deployment_id, timeout=timeout
+        )
+        async with _streams.open_async_stream(self._client._http, self._client.url, op) as stream:
+            yield stream
 
     async def wake(
         self, chain_id: str, *, environment: str | None = None, deployment_id: str | None = None

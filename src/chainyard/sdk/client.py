@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -45,7 +46,7 @@ from chainyard.schemas import (
     UpdateChainletEnvironmentInstanceTypeResponseV1,
     UpdatePromotionSettingsV1,
 )
-from chainyard.sdk import _http, _ops
+from chainyard.sdk import _http, _ops, _streams
 from chainyard.sdk._waits import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -153,6 +154,27 @@ class Chains(_Resource):
                 timeout=timeout,
             )
         )
+
+    @contextlib.contextmanager
+    def stream_remote(
+        self,
+        chain_id: str,
+        data: Any,
+        *,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[_streams.RemoteStream]:
+        """Calls the chain's entrypoint like `run_remote`, and gives its answer as it comes:
+        `with client.chains.stream_remote(id, data) as stream:` then `for chunk in stream`
+        (bytes) or `for text in stream.text()`. `timeout` bounds each wait for a chunk. An
+        error answer raises as in `run_remote`; a chain that fails mid-stream raises
+        `StreamBrokenOff` from the iteration."""
+        op = _ops.run_remote(
+            chain_id, data, environment=environment, deployment_id=deployment_id, timeout=timeout
+        )
+        with _streams.open_stream(self._client._http, self._client.url, op) as stream:
+            yield stream
 
     def wake(
         self, chain_id: str, *, environment: str | None = None, deployment_id: str | None = None

@@ -29,6 +29,7 @@ __all__ = [
     "PromotionTimeout",
     "RateLimited",
     "ServerError",
+    "StreamBrokenOff",
     "Unauthorized",
     "WaitError",
     "WaitTimeout",
@@ -104,6 +105,16 @@ class RateLimited(ChainyardAPIError):
 
 class ServerError(ChainyardAPIError):
     """5xx: the server failed or is unavailable; retrying later may help."""
+
+
+class StreamBrokenOff(ChainyardError):
+    """A streamed answer ended without its end: the chain failed after it began to answer (200
+    was already sent). `received` is how many bytes came before the break."""
+
+    def __init__(self, message: str, *, received: int, request_id: str | None) -> None:
+        super().__init__(message)
+        self.received = received
+        self.request_id = request_id
 
 
 class WaitError(ChainyardError):

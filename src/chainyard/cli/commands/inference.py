@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
@@ -41,18 +42,48 @@ def run(
     ] = "{}",
     environment: Env = None,
     deployment: Deployment = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the answer")] = 600.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for the answer (for each chunk of a stream)",
+        ),
+    ] = 600.0,
 ) -> None:
-    """Call the chain's entrypoint (run_remote) and print its answer as JSON."""
+    """Call the chain's entrypoint (run_remote) and print its answer as JSON; a streaming
+    entrypoint's chunks are printed as they arrive."""
     payload = read_data(data)
-    answer = s.client.chains.run_remote(
+    with s.client.chains.stream_remote(
         s.chain_id(chain),
         payload,
         environment=environment,
         deployment_id=deployment,
         timeout=timeout,
-    )
-    typer.echo(json.dumps(answer, indent=None if s.json else 2))
+    ) as answer:
+        if answer.is_stream:
+            _print_stream(answer)
+            return
+        body = b"".join(answer)
+    value: Any = None
+    if body:
+        try:
+            value = json.loads(body)
+        except ValueError:
+            value = body.decode(errors="replace")
+    typer.echo(json.dumps(value, indent=None if s.json else 2))
+
+
+def _print_stream(chunks: Iterable[bytes]) -> None:
+    """The stream's bytes, exactly and as they come (flushed per chunk: a pipe sees them too)."""
+    out = sys.stdout.buffer
+    last = b""
+    for chunk in chunks:
+        out.write(chunk)
+        out.flush()
+        last = chunk[-1:] or last
+    if sys.stdout.isatty() and last not in (b"", b"\n"):
+        out.write(b"\n")  # keep the shell prompt off the last line
+        out.flush()
 
 
 @connected
