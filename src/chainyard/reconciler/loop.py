@@ -443,6 +443,7 @@ class Reconciler:
             entrypoint=w.is_entrypoint,
             dependencies=w.dependencies,
             source_file=w.source_file,
+            entrypoint_name=w.entrypoint_name,
             pip_requirements=w.pip_requirements,
             secrets=secret_values,
             environment=w.environment,

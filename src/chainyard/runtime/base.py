@@ -50,6 +50,8 @@ class ReplicaSpec:
     dependencies: tuple[str, ...]
     # Path of the chain file inside the source archive.
     source_file: str | None = None
+    # The deployment's entrypoint class, by which the host imports the chain file.
+    entrypoint_name: str | None = None
     pip_requirements: tuple[str, ...] = ()
     # Only the secrets the chainlet declared (assets.secret_keys), in plain text.
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)

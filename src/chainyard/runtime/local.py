@@ -168,7 +168,7 @@ class LocalRuntime(RuntimeBackend):
             await asyncio.to_thread(archives.extract, spec.artifact_path, source)
         host = self._hosts.get(replica.host_key)
         if host is None or host.process.returncode is not None:
-            host = await self._start_host(replica.host_key, python, source, spec.source_file)
+            host = await self._start_host(replica.host_key, python, source, spec)
         command = self._fork_command(replica)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if host.failed is not None:
@@ -281,8 +281,9 @@ class LocalRuntime(RuntimeBackend):
         }
 
     async def _start_host(
-        self, key: tuple[str, str], python: str, source: pathlib.Path, source_file: str
+        self, key: tuple[str, str], python: str, source: pathlib.Path, spec: ReplicaSpec
     ) -> _Host:
+        assert spec.source_file is not None
         host_log = self._logs / key[0] / "host.log"
         host_log.parent.mkdir(parents=True, exist_ok=True)
         stderr = open(host_log, "ab")  # noqa: SIM115 - handed to the child process
@@ -292,7 +293,8 @@ class LocalRuntime(RuntimeBackend):
                 "-m",
                 "chainyard.chains.host",
                 str(source),
-                source_file,
+                spec.source_file,
+                *([spec.entrypoint_name] if spec.entrypoint_name else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,

@@ -319,6 +319,7 @@ class RayRuntime(RuntimeBackend):
             "chainlet": spec.chainlet_name,
             "deployment_id": spec.deployment_id,
             "source_file": spec.source_file,
+            "entrypoint_name": spec.entrypoint_name,
             "service_urls": dict(spec.service_urls),
             "secrets": dict(spec.secrets),
             "environment": spec.environment,

@@ -86,6 +86,7 @@ class ChainletReplica:
                     "chainyard.chains.host",
                     str(source),
                     command["source_file"],
+                    *([command["entrypoint_name"]] if command.get("entrypoint_name") else []),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
