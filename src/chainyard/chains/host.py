@@ -130,6 +130,7 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
         environment=command.get("environment"),
         data_dir=data_dir,
         chain_api_key=command["chain_api_key"],
+        secret_keys=command.get("secret_keys"),
     )
     app = build_app(
         chainlet,

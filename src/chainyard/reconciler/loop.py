@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -446,6 +447,7 @@ class Reconciler:
             entrypoint_name=w.entrypoint_name,
             pip_requirements=w.pip_requirements,
             secrets=secret_values,
+            secret_keys=w.secret_keys,
             environment=w.environment,
             service_urls={
                 name: f"{self.gateway_url}/internal/chainlets/{w.sibling_ids[name]}/predict"
@@ -471,7 +473,7 @@ class Reconciler:
                 artifact_path=self._artifact(w),
                 pip_requirements=w.pip_requirements,
             )
-            task = asyncio.create_task(self.runtime.build(request))
+            task = asyncio.create_task(self._build(w, request))
             task.add_done_callback(lambda _t: self._wake.set())
             self._builds[w.chainlet_id] = task
             update.log_lines.append((f"build of {w.name} started", "INFO", "build"))
@@ -483,6 +485,7 @@ class Reconciler:
             result = task.result()
         except Exception as exc:
             result = BuildResult(ok=False, message=f"build crashed: {exc!r}")
+        update.log_lines.extend((line, "WARNING", "build") for line in result.warnings)
         update.log_lines.extend((line, None, "build") for line in result.log_lines)
         if result.ok:
             update.events.append((Event.BUILD_SUCCEEDED, None))
@@ -490,6 +493,22 @@ class Reconciler:
             update.log_lines.append((f"build failed: {result.message}", "ERROR", "build"))
             update.events.append((Event.BUILD_FAILED, result.message or "build failed"))
         return update
+
+    async def _build(self, w: ChainletWork, request: BuildRequest) -> BuildResult:
+        """The runtime's build, with what the build log must also say about the chainlet's
+        secrets: those the workspace lacks (`chainyard push` said so too)."""
+        result = await self.runtime.build(request)
+        if not w.secret_keys:
+            return result
+        missing = await asyncio.to_thread(self._missing_secrets, w)
+        if not missing:
+            return result
+        note = secrets.missing_note(w.name, missing)
+        return dataclasses.replace(result, warnings=(note, *result.warnings))
+
+    def _missing_secrets(self, w: ChainletWork) -> list[str]:
+        with self.core.db.read() as session:
+            return secrets.missing_in(session, w.workspace_id, w.secret_keys)
 
     def _cancel_build(self, chainlet_id: str) -> None:
         task = self._builds.pop(chainlet_id, None)

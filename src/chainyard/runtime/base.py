@@ -34,6 +34,8 @@ class BuildResult:
     ok: bool
     message: str | None = None
     log_lines: tuple[str, ...] = ()
+    # Lines the build log shows at WARNING: what runs differently from Baseten, or is missing.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,8 @@ class ReplicaSpec:
     pip_requirements: tuple[str, ...] = ()
     # Only the secrets the chainlet declared (assets.secret_keys), in plain text.
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The names it declared, set in the workspace or not (a missing one's error names it).
+    secret_keys: tuple[str, ...] = ()
     environment: str | None = None
     # Dependency chainlet name -> URL its stub posts to (the gateway's internal route).
     service_urls: dict[str, str] = dataclasses.field(default_factory=dict)

@@ -247,6 +247,7 @@ class LocalRuntime(RuntimeBackend):
             "chainlet": spec.chainlet_name,
             "service_urls": dict(spec.service_urls),
             "secrets": dict(spec.secrets),
+            "secret_keys": list(spec.secret_keys),
             "environment": spec.environment,
             "chain_api_key": spec.chain_api_key,
             "predict_concurrency": spec.predict_concurrency,

@@ -322,6 +322,7 @@ class RayRuntime(RuntimeBackend):
             "entrypoint_name": spec.entrypoint_name,
             "service_urls": dict(spec.service_urls),
             "secrets": dict(spec.secrets),
+            "secret_keys": list(spec.secret_keys),
             "environment": spec.environment,
             "chain_api_key": spec.chain_api_key,
             "predict_concurrency": spec.predict_concurrency,

@@ -138,6 +138,11 @@ class DeployResponse(BaseModel):
 
     chain_id: str = Field(description="Id of the chain deployed to")
     chain_deployment: ChainDeploymentV1 = Field(description="The new deployment")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What will not run as on Baseten, or is missing (secrets the workspace "
+        "lacks, a substituted Python): also written to the chainlets' build logs",
+    )
 
 
 class ActivateResponseV1(BaseModel):

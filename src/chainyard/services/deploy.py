@@ -12,7 +12,7 @@ from chainyard.domain.ids import new_id
 from chainyard.domain.instance_types import NoFittingInstanceType
 from chainyard.domain.resources import parse_memory_mib, parse_millicpu
 from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
-from chainyard.services import instance_types, lookups, promotions, views
+from chainyard.services import instance_types, lookups, promotions, secrets, views
 from chainyard.services.builder import ChainletSpec, create_deployment, record_deployed
 from chainyard.services.context import Actor, Core
 from chainyard.services.environments import add_environment, new_environment
@@ -150,8 +150,15 @@ def _deploy_once(
         if env is not None:
             promotions.begin(session, actor, chain, env, deployment)
         session.flush()
+        warnings = [
+            secrets.missing_note(spec.name, missing)
+            for spec in specs
+            if (missing := secrets.missing_in(session, actor.workspace_id, spec.secret_keys))
+        ]
         response = DeployResponse(
-            chain_id=chain.id, chain_deployment=views.deployment_v1(deployment, core.catalogue)
+            chain_id=chain.id,
+            chain_deployment=views.deployment_v1(deployment, core.catalogue),
+            warnings=warnings,
         )
     core.wake_reconciler()
     return response
