@@ -45,6 +45,11 @@ class ServerConfig:
     lease_ttl: float = 5.0
     # Requests per second per API key and endpoint (0 turns the limit off).
     rate_limit_per_second: float = 100.0
+    # Interpreters by Python version for chainlets whose base image asks for one
+    # (runtime/interpreters.py), and whether the build may apt-get install a chainlet's missing
+    # apt_requirements on this host (local runtime only).
+    pythons: dict[str, str] = dataclasses.field(default_factory=dict)
+    install_apt_packages: bool = False
     # Largest request body, except the deploy upload (which may carry a source archive).
     max_request_bytes: int = 16 * 2**20
 
@@ -91,6 +96,16 @@ class ServerConfig:
             cfg.server_id = env["CHAINYARD_SERVER_ID"]
         if "CHAINYARD_RATE_LIMIT" in env:
             cfg.rate_limit_per_second = float(env["CHAINYARD_RATE_LIMIT"])
+        if "CHAINYARD_PYTHONS" in env:
+            from chainyard.runtime.interpreters import parse_configured
+
+            cfg.pythons = parse_configured(env["CHAINYARD_PYTHONS"])
+        if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
+            cfg.install_apt_packages = env["CHAINYARD_INSTALL_APT_PACKAGES"].lower() in (
+                "1",
+                "true",
+                "yes",
+            )
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)

@@ -35,6 +35,7 @@ from chainyard.metrics import Metrics, counter, gauge
 from chainyard.reconciler.loop import Reconciler
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 from chainyard.runtime.factory import make_runtime
+from chainyard.runtime.interpreters import Interpreters
 from chainyard.services import api_keys as api_key_service
 from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
 from chainyard.services.context import Core
@@ -58,6 +59,7 @@ def build_core(config: ServerConfig) -> Core:
         catalogue=load_catalogue(config.instance_types_file),
         cipher=SecretCipher.from_data_dir(config.data_dir),
         data_dir=config.data_dir.resolve(),
+        interpreters=Interpreters(config.pythons, runtime=config.runtime),
     )
 
 

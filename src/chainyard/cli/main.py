@@ -49,6 +49,20 @@ def serve(
         float | None,
         typer.Option(help="--runtime ray: seconds a replica no node can take waits [120]"),
     ] = None,
+    python: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="VERSION=PATH: the interpreter for chainlets whose base image asks for that "
+            "Python (repeatable; it needs chainyard installed)"
+        ),
+    ] = None,
+    install_apt_packages: Annotated[
+        bool,
+        typer.Option(
+            "--install-apt-packages",
+            help="Let builds apt-get install a chainlet's missing apt_requirements on this host",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
@@ -56,24 +70,31 @@ def serve(
 
     from chainyard.api.app import create_app
     from chainyard.config import ServerConfig
+    from chainyard.runtime.interpreters import parse_configured
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Migrations run on every start; their step-by-step chatter is noise to an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    config = ServerConfig.from_env(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        runtime=runtime,
-        instance_types_file=instance_types,
-        reconcile_interval=reconcile_interval,
-        ray_address=ray_address,
-        ray_unschedulable_timeout=ray_unschedulable_timeout,
-        rate_limit_per_second=rate_limit,
-    )
+    try:
+        config = ServerConfig.from_env(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            runtime=runtime,
+            instance_types_file=instance_types,
+            reconcile_interval=reconcile_interval,
+            ray_address=ray_address,
+            ray_unschedulable_timeout=ray_unschedulable_timeout,
+            rate_limit_per_second=rate_limit,
+            pythons=parse_configured(python) or None,
+            install_apt_packages=install_apt_packages or None,
+        )
+    except ValueError as exc:
+        typer.echo(f"chainyard: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
     from sqlalchemy.exc import SQLAlchemyError
 
     from chainyard.domain.errors import ChainyardError

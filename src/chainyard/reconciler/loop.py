@@ -456,6 +456,7 @@ class Reconciler:
             },
             chain_api_key=inference.internal_token(self.core, w.deployment_id),
             predict_concurrency=int(w.compute.get("predict_concurrency") or 1),
+            image=w.image,
         )
 
     def _artifact(self, w: ChainletWork) -> pathlib.Path | None:
@@ -472,6 +473,7 @@ class Reconciler:
                 deployment_id=w.deployment_id,
                 artifact_path=self._artifact(w),
                 pip_requirements=w.pip_requirements,
+                image=w.image,
             )
             task = asyncio.create_task(self._build(w, request))
             task.add_done_callback(lambda _t: self._wake.set())

@@ -27,6 +27,9 @@ class BuildRequest:
     deployment_id: str
     artifact_path: pathlib.Path | None
     pip_requirements: tuple[str, ...]
+    # Image settings, assets and options (services/chainlet_image.py): requirements_file, apt,
+    # python_version, data_dir, external_data, package_dirs, env.
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,8 @@ class ReplicaSpec:
     # Token the replica's stubs present to the gateway's internal route.
     chain_api_key: str = ""
     predict_concurrency: int = 1
+    # As BuildRequest.image.
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

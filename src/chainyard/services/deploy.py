@@ -3,6 +3,8 @@ POST /v1/chains/deploy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -12,7 +14,7 @@ from chainyard.domain.ids import new_id
 from chainyard.domain.instance_types import NoFittingInstanceType
 from chainyard.domain.resources import parse_memory_mib, parse_millicpu
 from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
-from chainyard.services import instance_types, lookups, promotions, secrets, views
+from chainyard.services import chainlet_image, instance_types, lookups, promotions, secrets, views
 from chainyard.services.builder import ChainletSpec, create_deployment, record_deployed
 from chainyard.services.context import Actor, Core
 from chainyard.services.environments import add_environment, new_environment
@@ -44,8 +46,9 @@ def _instance_type(core: Core, chainlet: ChainletManifest) -> str:
         raise Invalid(f"chainlet '{chainlet.name}': {exc}", code="INVALID_COMPUTE") from exc
 
 
-def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]:
-    """Checks the manifest and resolves instance types; touches no rows."""
+def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec], list[str]]:
+    """Checks the manifest, resolves instance types and image settings; touches no rows. Also
+    the warnings for the push output (settings honoured with a difference)."""
     entrypoints = _entrypoints(manifest)
     order = check_chain_graph(
         {c.name: c.dependencies for c in manifest.chainlets},
@@ -54,6 +57,11 @@ def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]
     )
     del order  # the check is what matters; rows keep the manifest's order
     entry = entrypoints[0]
+    images: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for c in manifest.chainlets:
+        images[c.name], notes = chainlet_image.check(c, core.interpreters)
+        warnings += notes
     specs = [
         ChainletSpec(
             name=c.name,
@@ -63,10 +71,11 @@ def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]
             pip_requirements=list(c.pip_requirements),
             secret_keys=list(c.secret_keys),
             instance_type_id=_instance_type(core, c),
+            image=images[c.name],
         )
         for c in manifest.chainlets
     ]
-    return entry, specs
+    return entry, specs, warnings
 
 
 def deploy(
@@ -79,12 +88,12 @@ def deploy(
         )
     if artifact_digest is None and manifest.source_file is not None:
         raise Invalid("source_file was given but no source archive", code="INVALID_MANIFEST")
-    entry, specs = plan(core, manifest)
+    entry, specs, warnings = plan(core, manifest)
     # Two first pushes of one chain name may race to create it; the unique constraint decides and
     # the loser retries, finding the winner's chain (Baseten's deploy_chain_atomic does the same).
     for attempt in range(3):
         try:
-            return _deploy_once(core, actor, manifest, entry, specs, artifact_digest)
+            return _deploy_once(core, actor, manifest, entry, specs, artifact_digest, warnings)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -98,6 +107,7 @@ def _deploy_once(
     entry: str,
     specs: list[ChainletSpec],
     artifact_digest: str | None,
+    image_warnings: list[str],
 ) -> DeployResponse:
     with core.db.write() as session:
         if manifest.chain_id is not None:
@@ -150,7 +160,7 @@ def _deploy_once(
         if env is not None:
             promotions.begin(session, actor, chain, env, deployment)
         session.flush()
-        warnings = [
+        warnings = image_warnings + [
             secrets.missing_note(spec.name, missing)
             for spec in specs
             if (missing := secrets.missing_in(session, actor.workspace_id, spec.secret_keys))

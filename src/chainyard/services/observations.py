@@ -46,6 +46,8 @@ class ChainletWork:
     # The deployment's entrypoint chainlet: the class the replica host imports the chain file by
     # (a file with several chainlets and no `mark_entrypoint` names it on `chainyard push`).
     entrypoint_name: str | None = None
+    # Image settings, assets and options (services/chainlet_image.py).
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Chainlet name -> id of the chainlets in the same deployment (dependencies' routes).
     sibling_ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -171,6 +173,7 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             ChainDeployment.environment,
             Chain.workspace_id,
             ChainDeployment.entrypoint,
+            Chainlet.image,
         )
         .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
         .join(Chain, Chain.id == ChainDeployment.chain_id)
@@ -225,6 +228,7 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             environment=env_of.get(r[11], r[16]),
             secret_keys=tuple(r[10] or ()),
             entrypoint_name=r[18],
+            image=dict(r[19] or {}),
             sibling_ids=siblings.get(r[11], {}),
         )
         for r in rows
