@@ -1,0 +1,103 @@
+"""The pieces behind honouring image settings: the baseline packages, interpreter choice, and
+the deploy-time check of a chainlet's settings."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import tomllib
+
+import pytest
+from packaging.requirements import Requirement
+
+from chainyard.domain.errors import Invalid
+from chainyard.runtime.baseline import BASELINE
+from chainyard.runtime.interpreters import SERVER_VERSION, Interpreters, parse_configured
+from chainyard.schemas import ChainletManifest
+from chainyard.services import chainlet_image
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _name(requirement: str) -> str:
+    return Requirement(requirement).name.lower().replace("_", "-")
+
+
+def test_chainyard_depends_on_every_package_of_truss_serving_image() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    ours = {_name(r) for r in project["dependencies"]}
+    # uvicorn[standard] and friends: the extra does not change the name.
+    assert {_name(r) for r in BASELINE} <= ours | {"uvicorn", "fastapi", "aiohttp"}
+    assert {"uvicorn", "fastapi", "aiohttp", "prometheus-client"} <= ours
+
+
+def test_interpreter_choice() -> None:
+    interpreters = Interpreters()
+    assert interpreters.choose(SERVER_VERSION, "x").executable is None
+    older = interpreters.choose("3.1", "chainlet 'A': base")
+    assert older.refusal is None and older.warning is not None
+    assert "asks for Python 3.1;" in older.warning and "instead" in older.warning
+    newer = interpreters.choose("3.99", "chainlet 'A': base")
+    assert newer.refusal is not None and "3.99" in newer.refusal
+    unknown = interpreters.choose(None, "chainlet 'A': base")
+    assert unknown.warning is not None and "unknown" in unknown.warning
+    ray = Interpreters(runtime="ray").choose("3.1", "chainlet 'A': base")
+    assert ray.warning is not None and "Ray" in ray.warning
+
+
+def test_a_configured_interpreter_is_used_when_it_can_host_replicas() -> None:
+    configured = Interpreters({SERVER_VERSION: sys.executable})
+    choice = configured.choose(SERVER_VERSION, "x")
+    assert choice.executable == sys.executable and choice.sites
+    broken = Interpreters({"3.1": "/nonexistent/python"}).choose("3.1", "x")
+    assert broken.executable is None and broken.warning is not None
+
+
+def test_parse_configured() -> None:
+    assert parse_configured("3.10=/a, 3.12=/b") == {"3.10": "/a", "3.12": "/b"}
+    assert parse_configured(["3.10=/a"]) == {"3.10": "/a"}
+    with pytest.raises(ValueError, match="VERSION=PATH"):
+        parse_configured(["/usr/bin/python3"])
+
+
+def _check(**fields: object) -> tuple[dict[str, object], list[str]]:
+    return chainlet_image.check(ChainletManifest(name="C", **fields), Interpreters())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"data_dir": "../outside"}, "DockerImage.data_dir"),
+        ({"external_package_dirs": ["/abs"]}, "DockerImage.external_package_dirs"),
+        ({"env_variables": {"BAD-NAME": "x"}}, "ChainletOptions.env_variables"),
+        ({"apt_requirements": ["curl; rm -rf /"]}, "DockerImage.apt_requirements"),
+        (
+            {"external_data": [{"url": "https://h/x", "local_data_path": "../x"}]},
+            "Assets.external_data",
+        ),
+    ],
+)
+def test_unsafe_settings_are_refused(fields: dict[str, object], where: str) -> None:
+    with pytest.raises(Invalid) as raised:
+        _check(**fields)
+    assert raised.value.code == "UNSUPPORTED_CHAINLET_SETTING"
+    assert raised.value.message.startswith(f"chainlet 'C': {where}")
+
+
+def test_honoured_settings_are_kept() -> None:
+    image, warnings = _check(
+        requirements_file={
+            "path": "deps/requirements.txt",
+            "kind": "requirements.txt",
+            "requirements": ["a"],
+        },
+        apt_requirements=["curl", "curl"],
+        env_variables={"A": "1"},
+        truss_server_version_override="0.9.1",
+    )
+    assert image == {
+        "requirements_file": {"dir": "deps", "requirements": ["a"]},
+        "apt": ["curl"],
+        "env": {"A": "1"},
+    }
+    assert len(warnings) == 1 and "truss_server_version_override 0.9.1" in warnings[0]
