@@ -77,7 +77,12 @@ def test_every_honoured_setting_reaches_the_chainlet(
 ) -> None:
     source = tmp_path / "image_settings"
     shutil.copytree(CHAINS / "image_settings", source)
-    _wheel(source / "wheels", "cy_tinypkg", 'VALUE = "from requirements_file"\n')
+    on_ray = live_server.runtime == "ray"
+    if on_ray:
+        # pip runs on each Ray node, away from the source: no local paths there.
+        (source / "requirements.txt").write_text("# no local wheel on Ray\n")
+    else:
+        _wheel(source / "wheels", "cy_tinypkg", 'VALUE = "from requirements_file"\n')
     chain = source / "chain.py"
     chain.write_text(chain.read_text().replace("EXTERNAL_URL", f"{files_server}/blob.txt"))
 
@@ -96,7 +101,7 @@ def test_every_honoured_setting_reaches_the_chainlet(
         "at_call": "hi",
         "data_dir": "hello from data_dir",
         "external_data": "downloaded at build",
-        "requirements_file": "from requirements_file",
+        "requirements_file": "not installed" if on_ray else "from requirements_file",
         "external_package_dirs": "from external_package_dirs",
         "python": SERVER_PYTHON,
     }
@@ -104,7 +109,8 @@ def test_every_honoured_setting_reaches_the_chainlet(
     python_lines = [line for line in logs if "base_image py310" in line["message"]]
     assert python_lines and python_lines[0]["level"] == "WARNING"
     messages = "\n".join(line["message"] for line in logs)
-    assert "apt packages installed on this host: coreutils" in messages
+    where = "the Ray node" if on_ray else "this host"
+    assert f"apt packages installed on {where}: coreutils" in messages
 
 
 def _chain_with(
@@ -184,14 +190,20 @@ def test_missing_apt_package_fails_the_build_naming_it(
     result = live_server.push(chain, "--name", "needs-apt", "--wait", "--timeout", "120")
     assert result.returncode != 0
     assert "BUILD_FAILED" in result.stderr
-    assert "apt packages not installed on this host: chainyard-no-such-deb." in result.stderr
-    assert "--install-apt-packages" in result.stderr
+    if live_server.runtime == "ray":
+        assert "apt packages not installed on the Ray nodes: chainyard-no-such-deb;" in (
+            result.stderr
+        )
+    else:
+        assert "apt packages not installed on this host: chainyard-no-such-deb." in result.stderr
+        assert "--install-apt-packages" in result.stderr
 
 
 def test_pyproject_requirements_file_installs_its_dependencies(
     live_server: LiveServer, tmp_path: pathlib.Path
 ) -> None:
-    # `packaging` is in the server's environment: the build has nothing to install, and says so.
+    # `packaging` is in the server's environment: the local build has nothing to install, and
+    # says so; on Ray, the build names it as what pip installs on the nodes.
     chain = _chain_with(
         tmp_path,
         "Project",
@@ -202,10 +214,13 @@ def test_pyproject_requirements_file_installs_its_dependencies(
     out = pushed(live_server, chain, "--name", "project", "--wait")
     assert out["status"] == "ACTIVE"
 
+    expected = (
+        "pip install packaging"
+        if live_server.runtime == "ray"
+        else "requirements satisfied by the server's environment"
+    )
+
     def satisfied() -> bool:
-        return any(
-            "requirements satisfied by the server's environment" in line["message"]
-            for line in _logs(live_server, out)
-        )
+        return any(expected in line["message"] for line in _logs(live_server, out))
 
     wait_for(satisfied, what="the build's requirements line")
