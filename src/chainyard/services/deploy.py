@@ -31,7 +31,13 @@ def _entrypoints(manifest: DeployManifest) -> list[str]:
 
 def _instance_type(core: Core, chainlet: ChainletManifest) -> str:
     if chainlet.instance_type_id is not None:
-        return instance_types.require(core.catalogue, chainlet.instance_type_id).id
+        try:
+            return instance_types.require(core.catalogue, chainlet.instance_type_id).id
+        except Invalid as exc:
+            # From Compute.instance_type, or the manifest's own field.
+            raise Invalid(
+                f"chainlet '{chainlet.name}': Compute.instance_type: {exc.message}", code=exc.code
+            ) from exc
     compute = chainlet.compute
     try:
         millicpu = parse_millicpu(compute.cpu_count)
