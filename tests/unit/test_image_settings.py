@@ -10,6 +10,7 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 
+from chainyard.chains import image_settings
 from chainyard.domain.errors import Invalid
 from chainyard.runtime.baseline import BASELINE
 from chainyard.runtime.interpreters import SERVER_VERSION, Interpreters, parse_configured
@@ -101,3 +102,29 @@ def test_honoured_settings_are_kept() -> None:
         "env": {"A": "1"},
     }
     assert len(warnings) == 1 and "truss_server_version_override 0.9.1" in warnings[0]
+
+
+class _Path:
+    """truss's AbsPath, as far as `chainyard push` uses it."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.abs_path = str(path)
+
+
+def test_requirements_files_as_push_reads_them(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "requirements.txt").write_text("a==1  # pinned\n\n-r sub/more.txt\n./w/x.whl\n")
+    (tmp_path / "sub" / "more.txt").write_text("# nested\nb\n--requirement=../requirements.txt\n")
+    text = image_settings._requirements_file(_Path(tmp_path / "requirements.txt"), tmp_path)
+    assert text == {
+        "path": "requirements.txt",
+        "kind": "requirements.txt",
+        "requirements": ["a==1", "b", "./w/x.whl"],
+    }
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["c>=2"]\n')
+    project = image_settings._requirements_file(_Path(tmp_path / "pyproject.toml"), tmp_path)
+    assert project == {"path": "pyproject.toml", "kind": "pyproject.toml", "requirements": ["c>=2"]}
+    outside = image_settings._requirements_file(
+        _Path(tmp_path / "requirements.txt"), tmp_path / "sub"
+    )
+    assert outside["path"] is None

@@ -108,10 +108,35 @@ def _requirements_file(path: Any, root: pathlib.Path) -> dict[str, Any]:
             "kind": "pyproject.toml",
             "requirements": deps,
         }
-    lines = [line.strip() for line in text.splitlines()]
-    requirements = [line for line in lines if line and not line.startswith("#")]
     return {
         "path": relative if inside else None,
         "kind": "requirements.txt",
-        "requirements": requirements,
+        "requirements": _requirement_lines(file, text, set()),
     }
+
+
+_INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s+|=)(.+)$")
+
+
+def _requirement_lines(file: pathlib.Path, text: str, seen: set[pathlib.Path]) -> list[str]:
+    """The file's requirement lines, with nested `-r other.txt` files inlined: they are resolved
+    from the including file's directory, which the server's copy of the lines no longer has."""
+    seen.add(file.resolve())
+    out: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        include = _INCLUDE.match(line)
+        if include is None:
+            out.append(line)
+            continue
+        nested = (file.parent / include.group(1).strip()).resolve()
+        if nested in seen:
+            continue
+        try:
+            nested_text = nested.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ImageSettingsError(f"cannot read {nested} (included by {file}): {exc}") from exc
+        out.extend(_requirement_lines(nested, nested_text, seen))
+    return out
