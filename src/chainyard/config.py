@@ -10,6 +10,22 @@ import socket
 from chainyard.store.db import sqlite_url
 
 
+def parse_pythons(items: list[str] | str | None) -> dict[str, str]:
+    """`3.10=/path` items (a list, or one comma-separated string) as {version: path}."""
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [i for i in items.split(",") if i.strip()]
+    configured: dict[str, str] = {}
+    for item in items:
+        version, sep, path = item.partition("=")
+        version = version.strip()
+        if not sep or not path.strip() or not version.replace(".", "").isdigit():
+            raise ValueError(f"--python {item!r}: give VERSION=PATH, e.g. 3.10=/usr/bin/python3.10")
+        configured[version] = path.strip()
+    return configured
+
+
 @dataclasses.dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -46,7 +62,7 @@ class ServerConfig:
     # Requests per second per API key and endpoint (0 turns the limit off).
     rate_limit_per_second: float = 100.0
     # Interpreters by Python version for chainlets whose base image asks for one
-    # (runtime/interpreters.py), and whether the build may apt-get install a chainlet's missing
+    # (interpreters.py), and whether the build may apt-get install a chainlet's missing
     # apt_requirements on this host (local runtime only).
     pythons: dict[str, str] = dataclasses.field(default_factory=dict)
     install_apt_packages: bool = False
@@ -97,9 +113,7 @@ class ServerConfig:
         if "CHAINYARD_RATE_LIMIT" in env:
             cfg.rate_limit_per_second = float(env["CHAINYARD_RATE_LIMIT"])
         if "CHAINYARD_PYTHONS" in env:
-            from chainyard.runtime.interpreters import parse_configured
-
-            cfg.pythons = parse_configured(env["CHAINYARD_PYTHONS"])
+            cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
             cfg.install_apt_packages = env["CHAINYARD_INSTALL_APT_PACKAGES"].lower() in (
                 "1",

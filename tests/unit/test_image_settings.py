@@ -11,9 +11,10 @@ import pytest
 from packaging.requirements import Requirement
 
 from chainyard.chains import image_settings
+from chainyard.config import parse_pythons
 from chainyard.domain.errors import Invalid
+from chainyard.interpreters import SERVER_VERSION, Interpreters
 from chainyard.runtime.baseline import BASELINE
-from chainyard.runtime.interpreters import SERVER_VERSION, Interpreters, parse_configured
 from chainyard.schemas import ChainletManifest
 from chainyard.services import chainlet_image
 
@@ -54,11 +55,11 @@ def test_a_configured_interpreter_is_used_when_it_can_host_replicas() -> None:
     assert broken.executable is None and broken.warning is not None
 
 
-def test_parse_configured() -> None:
-    assert parse_configured("3.10=/a, 3.12=/b") == {"3.10": "/a", "3.12": "/b"}
-    assert parse_configured(["3.10=/a"]) == {"3.10": "/a"}
+def test_parse_pythons() -> None:
+    assert parse_pythons("3.10=/a, 3.12=/b") == {"3.10": "/a", "3.12": "/b"}
+    assert parse_pythons(["3.10=/a"]) == {"3.10": "/a"}
     with pytest.raises(ValueError, match="VERSION=PATH"):
-        parse_configured(["/usr/bin/python3"])
+        parse_pythons(["/usr/bin/python3"])
 
 
 def _check(**fields: object) -> tuple[dict[str, object], list[str]]:

@@ -31,11 +31,11 @@ from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway.router import ReplicaRouter
+from chainyard.interpreters import Interpreters
 from chainyard.metrics import Metrics, counter, gauge
 from chainyard.reconciler.loop import Reconciler
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 from chainyard.runtime.factory import make_runtime
-from chainyard.runtime.interpreters import Interpreters
 from chainyard.services import api_keys as api_key_service
 from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
 from chainyard.services.context import Core

@@ -69,8 +69,7 @@ def serve(
     import uvicorn
 
     from chainyard.api.app import create_app
-    from chainyard.config import ServerConfig
-    from chainyard.runtime.interpreters import parse_configured
+    from chainyard.config import ServerConfig, parse_pythons
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -89,7 +88,7 @@ def serve(
             ray_address=ray_address,
             ray_unschedulable_timeout=ray_unschedulable_timeout,
             rate_limit_per_second=rate_limit,
-            pythons=parse_configured(python) or None,
+            pythons=parse_pythons(python) or None,
             install_apt_packages=install_apt_packages or None,
         )
     except ValueError as exc:

@@ -4,7 +4,7 @@ A chainlet whose requirements the server's own environment already satisfies run
 interpreter: nothing to build. Otherwise a virtualenv is made whose site-packages sit in front of
 its base interpreter's (added through a .pth file), and pip installs only what is missing. The
 base is the server's interpreter, or another Python the chainlet's base image asks for
-(runtime/interpreters.py).
+(interpreters.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from chainyard.interpreters import SERVER_VERSION, PythonChoice
 from chainyard.runtime.baseline import BASELINE
-from chainyard.runtime.interpreters import SERVER_VERSION, PythonChoice
 
 
 def normalize(requirements: Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             fail_deploy=config.sim_fail_deploy,
         )
     if config.runtime == "local":
-        from chainyard.runtime.interpreters import Interpreters
+        from chainyard.interpreters import Interpreters
         from chainyard.runtime.local import LocalRuntime
 
         return LocalRuntime(

@@ -23,8 +23,9 @@ from typing import Any
 import aiohttp
 
 from chainyard import archives
-from chainyard.chains import data_dir as chainlet_data
+from chainyard.interpreters import Interpreters
 from chainyard.runtime import apt, envs, gpus
+from chainyard.runtime import data_dir as chainlet_data
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -33,7 +34,6 @@ from chainyard.runtime.base import (
     ReplicaState,
     RuntimeBackend,
 )
-from chainyard.runtime.interpreters import Interpreters
 
 log = logging.getLogger("chainyard.runtime.local")
 

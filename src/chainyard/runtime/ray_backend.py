@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from chainyard.interpreters import Interpreters
 from chainyard.runtime import envs, ray_compat
 from chainyard.runtime.base import (
     BuildRequest,
@@ -37,7 +38,6 @@ from chainyard.runtime.base import (
     ReplicaState,
     RuntimeBackend,
 )
-from chainyard.runtime.interpreters import Interpreters
 
 log = logging.getLogger("chainyard.runtime.ray")
 

@@ -103,7 +103,7 @@ class ChainletReplica:
                 f"apt packages not installed on Ray node {ip}: {', '.join(missing)}; put them in "
                 "the nodes' image"
             )
-        from chainyard.chains import data_dir
+        from chainyard.runtime import data_dir
 
         # The chainlet's data dir on this node: its DockerImage.data_dir and external_data.
         data_dir.prepare(pathlib.Path(fork["data_dir"]), source, image)

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from chainyard.domain.errors import Invalid
-from chainyard.runtime.interpreters import Interpreters
+from chainyard.interpreters import Interpreters
 from chainyard.schemas import ChainletManifest
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

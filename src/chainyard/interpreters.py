@@ -44,22 +44,6 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
-def parse_configured(items: list[str] | str | None) -> dict[str, str]:
-    """`3.10=/path` items (a list, or one comma-separated string) as {version: path}."""
-    if not items:
-        return {}
-    if isinstance(items, str):
-        items = [i for i in items.split(",") if i.strip()]
-    configured: dict[str, str] = {}
-    for item in items:
-        version, sep, path = item.partition("=")
-        version = version.strip()
-        if not sep or not path.strip() or not version.replace(".", "").isdigit():
-            raise ValueError(f"--python {item!r}: give VERSION=PATH, e.g. 3.10=/usr/bin/python3.10")
-        configured[version] = path.strip()
-    return configured
-
-
 class Interpreters:
     """Finds and caches interpreters by Python version (thread-safe: deploys run in threads)."""
 
