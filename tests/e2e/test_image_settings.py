@@ -224,3 +224,16 @@ def test_pyproject_requirements_file_installs_its_dependencies(
         return any(expected in line["message"] for line in _logs(live_server, out))
 
     wait_for(satisfied, what="the build's requirements line")
+
+
+def test_packages_of_truss_serving_image_are_importable_unlisted(live_server: LiveServer) -> None:
+    out = pushed(live_server, CHAINS / "baseline_imports.py", "--name", "baseline", "--wait")
+    with live_server.client() as client:
+        response = client.post(
+            f"/chains/{out['chain_id']}/deployment/{out['chain_deployment_id']}/run_remote",
+            json={},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()[-1] == "[0, 1, 2]"
+    warnings = [line["message"] for line in _logs(live_server, out) if line["level"] == "WARNING"]
+    assert not warnings, warnings
