@@ -101,6 +101,7 @@ def test_honoured_settings_are_kept() -> None:
         "requirements_file": {"dir": "deps", "requirements": ["a"]},
         "apt": ["curl"],
         "env": {"A": "1"},
+        "warnings": warnings,
     }
     assert len(warnings) == 1 and "truss_server_version_override 0.9.1" in warnings[0]
 

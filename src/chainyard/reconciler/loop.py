@@ -497,16 +497,18 @@ class Reconciler:
         return update
 
     async def _build(self, w: ChainletWork, request: BuildRequest) -> BuildResult:
-        """The runtime's build, with what the build log must also say about the chainlet's
-        secrets: those the workspace lacks (`chainyard push` said so too)."""
+        """The runtime's build, with what the build log must also say, as `chainyard push` did:
+        the deploy's warnings about the chainlet's settings, and the secrets the workspace
+        lacks."""
         result = await self.runtime.build(request)
-        if not w.secret_keys:
+        notes = [str(n) for n in w.image.get("warnings") or []]
+        if w.secret_keys:
+            missing = await asyncio.to_thread(self._missing_secrets, w)
+            if missing:
+                notes.append(secrets.missing_note(w.name, missing))
+        if not notes:
             return result
-        missing = await asyncio.to_thread(self._missing_secrets, w)
-        if not missing:
-            return result
-        note = secrets.missing_note(w.name, missing)
-        return dataclasses.replace(result, warnings=(note, *result.warnings))
+        return dataclasses.replace(result, warnings=(*notes, *result.warnings))
 
     def _missing_secrets(self, w: ChainletWork) -> list[str]:
         with self.core.db.read() as session:

@@ -66,6 +66,8 @@ def check(c: ChainletManifest, interpreters: Interpreters) -> tuple[dict[str, An
         )
     image: dict[str, Any] = {}
     warnings: list[str] = []
+    # Warnings the build log repeats from here (the runtime's build says which Python runs).
+    later: list[str] = []
 
     base = c.base_image
     if base is not None:
@@ -76,7 +78,7 @@ def check(c: ChainletManifest, interpreters: Interpreters) -> tuple[dict[str, An
         if choice.warning:
             warnings.append(choice.warning)
         if base.kind == "custom":
-            warnings.append(
+            later.append(
                 f"chainlet '{name}': DockerImage.base_image: the custom image {base.name} is not "
                 "pulled (chainyard runs no images); only its Python version is used, and "
                 "system packages it holds must be on the host (list them in apt_requirements "
@@ -122,7 +124,7 @@ def check(c: ChainletManifest, interpreters: Interpreters) -> tuple[dict[str, An
     if override:
         ours = importlib.metadata.version("truss")
         if override != ours:
-            warnings.append(
+            later.append(
                 f"chainlet '{name}': DockerImage.truss_server_version_override {override}: "
                 f"chainyard serves chainlets with its own server and truss {ours}"
             )
@@ -154,4 +156,6 @@ def check(c: ChainletManifest, interpreters: Interpreters) -> tuple[dict[str, An
                 )
             items.append({"url": item.url, "path": local})
         image["external_data"] = items
-    return image, warnings
+    if later:
+        image["warnings"] = later
+    return image, warnings + later
