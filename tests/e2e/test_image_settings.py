@@ -131,6 +131,8 @@ def _chain_with(
     return folder / "chain.py"
 
 
+# Every refusal's message is checked by tests/api/test_deploy.py; these go through `chainyard
+# push`, which reads the setting from the chain.
 REFUSED = {
     "Cached": (
         "assets=chains.Assets(cached=["
@@ -138,23 +140,10 @@ REFUSED = {
         {},
         "Assets.cached",
     ),
-    "Weights": (
-        "assets=chains.Assets(weights=[truss_config.WeightsSource("
-        "source='hf://org/model', mount_location='/app/w')])",
-        {},
-        "Assets.weights",
-    ),
-    "Commands": ("build_commands=['echo hi']", {}, "RemoteConfig.build_commands"),
     "UvLock": (
         "docker_image=chains.DockerImage(requirements_file=chains.make_abs_path_here('uv.lock'))",
         {"uv.lock": "version = 1\n"},
         "DockerImage.requirements_file",
-    ),
-    "FtpData": (
-        "assets=chains.Assets(external_data=[truss_config.ExternalDataItem("
-        "url='ftp://example.com/x', local_data_path='x')])",
-        {},
-        "Assets.external_data",
     ),
     "NewPython": (
         "docker_image=chains.DockerImage(base_image=chains.CustomImage(image='python:3.99-slim'))",

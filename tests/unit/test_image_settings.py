@@ -130,3 +130,65 @@ def test_requirements_files_as_push_reads_them(tmp_path: pathlib.Path) -> None:
         _Path(tmp_path / "requirements.txt"), tmp_path / "sub"
     )
     assert outside["path"] is None
+
+
+def test_push_sends_every_setting_of_remote_config(tmp_path: pathlib.Path) -> None:
+    """What `chainyard push` reads from a remote_config that sets every field: nothing is left
+    behind on the client (the server honours or refuses each)."""
+    import truss_chains as chains
+    from truss.base import truss_config
+
+    (tmp_path / "requirements.txt").write_text("a\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f").write_text("x")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "m.py").write_text("")
+
+    def here(name: str) -> object:
+        return chains.public_types.AbsPath(str(tmp_path / name), "test", name)
+
+    config = chains.RemoteConfig(
+        docker_image=chains.DockerImage(
+            base_image=chains.CustomImage(image="repo/python:3.10-slim"),
+            pip_requirements=["b"],
+            requirements_file=here("requirements.txt"),
+            apt_requirements=["curl"],
+            data_dir=here("data"),
+            external_package_dirs=[here("lib")],
+            truss_server_version_override="0.9.0",
+        ),
+        compute=chains.Compute(cpu_count=2, instance_type="1x2"),
+        assets=chains.Assets(
+            cached=[truss_config.ModelRepo(repo_id="o/m", use_volume=False)],
+            secret_keys=["s"],
+            external_data=[truss_config.ExternalDataItem(url="https://h/x", local_data_path="x")],
+            weights=[truss_config.WeightsSource(source="hf://o/m", mount_location="/w")],
+        ),
+        options=chains.ChainletOptions(env_variables={"E": "1"}),
+        build_commands=["echo"],
+    )
+    described = image_settings.describe(config, tmp_path)
+    assert described["base_image"] == {
+        "kind": "custom",
+        "name": "repo/python:3.10-slim",
+        "python_version": "3.10",
+        "python_executable_path": None,
+    }
+    assert described["requirements_file"]["requirements"] == ["a"]
+    assert described["apt_requirements"] == ["curl"]
+    assert described["data_dir"] == "data"
+    assert described["external_package_dirs"] == ["lib"]
+    assert described["truss_server_version_override"] == "0.9.0"
+    assert described["env_variables"] == {"E": "1"}
+    assert described["external_data"][0]["url"] == "https://h/x"
+    assert described["cached"][0]["repo_id"] == "o/m"
+    assert described["weights"][0]["source"] == "hf://o/m"
+    assert described["build_commands"] == ["echo"]
+    assert described["instance_type_id"] == "1x2"
+    # The manifest model takes every one of them.
+    ChainletManifest(name="C", **described)
+    baseten = image_settings.describe(
+        chains.RemoteConfig(docker_image=chains.DockerImage(base_image=chains.BasetenImage.PY39)),
+        tmp_path,
+    )
+    assert baseten == {"base_image": {"kind": "baseten", "name": "py39", "python_version": "3.9"}}
