@@ -192,3 +192,19 @@ def test_push_sends_every_setting_of_remote_config(tmp_path: pathlib.Path) -> No
         tmp_path,
     )
     assert baseten == {"base_image": {"kind": "baseten", "name": "py39", "python_version": "3.9"}}
+
+
+def test_apt_packages_are_checked_with_dpkg() -> None:
+    import asyncio
+
+    from chainyard.runtime import apt
+
+    assert asyncio.run(apt.missing(["coreutils", "chainyard-no-such-deb=1.0"])) == [
+        "chainyard-no-such-deb=1.0"
+    ]
+    # Installed already: nothing for apt-get to do, even when installing is allowed.
+    assert asyncio.run(apt.ensure(["coreutils"], install=True)) == [
+        "apt packages installed on this host: coreutils"
+    ]
+    with pytest.raises(apt.AptError, match="not installed on this host: chainyard-no-such-deb"):
+        asyncio.run(apt.ensure(["chainyard-no-such-deb"], install=False))
