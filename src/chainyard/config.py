@@ -11,6 +11,22 @@ from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES
 from chainyard.store.db import sqlite_url
 
 
+def parse_pythons(items: list[str] | str | None) -> dict[str, str]:
+    """`3.10=/path` items (a list, or one comma-separated string) as {version: path}."""
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [i for i in items.split(",") if i.strip()]
+    configured: dict[str, str] = {}
+    for item in items:
+        version, sep, path = item.partition("=")
+        version = version.strip()
+        if not sep or not path.strip() or not version.replace(".", "").isdigit():
+            raise ValueError(f"--python {item!r}: give VERSION=PATH, e.g. 3.10=/usr/bin/python3.10")
+        configured[version] = path.strip()
+    return configured
+
+
 @dataclasses.dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -46,6 +62,11 @@ class ServerConfig:
     lease_ttl: float = 5.0
     # Requests per second per API key and endpoint (0 turns the limit off).
     rate_limit_per_second: float = 100.0
+    # Interpreters by Python version for chainlets whose base image asks for one
+    # (interpreters.py), and whether the build may apt-get install a chainlet's missing
+    # apt_requirements on this host (local runtime only).
+    pythons: dict[str, str] = dataclasses.field(default_factory=dict)
+    install_apt_packages: bool = False
     # Largest request body of the management API, except the deploy upload (which may carry a
     # source archive).
     max_request_bytes: int = 16 * 2**20
@@ -99,6 +120,14 @@ class ServerConfig:
         if "CHAINYARD_MAX_BODY_BYTES" in env:
             cfg.max_body_bytes = parse_size(
                 env["CHAINYARD_MAX_BODY_BYTES"], "CHAINYARD_MAX_BODY_BYTES"
+            )
+        if "CHAINYARD_PYTHONS" in env:
+            cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
+        if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
+            cfg.install_apt_packages = env["CHAINYARD_INSTALL_APT_PACKAGES"].lower() in (
+                "1",
+                "true",
+                "yes",
             )
         for key, value in overrides.items():
             if value is not None:

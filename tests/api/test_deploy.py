@@ -173,6 +173,53 @@ BAD_MANIFESTS: dict[str, tuple[Any, str]] = {
         "exactly one of chain_name and chain_id",
     ),
     "unknown-field": (lambda m: m.update(chainletz=[]), "chainletz"),
+    # remote_config settings chainyard cannot honour (services/chainlet_image.py).
+    "assets-cached": (
+        lambda m: _chainlet(m, "RandInt").update(cached=[{"repo_id": "org/model"}]),
+        "chainlet 'RandInt': Assets.cached:",
+    ),
+    "assets-weights": (
+        lambda m: _chainlet(m, "RandInt").update(weights=[{"source": "hf://org/model"}]),
+        "chainlet 'RandInt': Assets.weights:",
+    ),
+    "build-commands": (
+        lambda m: _chainlet(m, "RandInt").update(build_commands=["echo hi"]),
+        "chainlet 'RandInt': RemoteConfig.build_commands:",
+    ),
+    "uv-lock": (
+        lambda m: _chainlet(m, "RandInt").update(
+            requirements_file={"path": "uv.lock", "kind": "uv.lock"}
+        ),
+        "chainlet 'RandInt': DockerImage.requirements_file: uv.lock",
+    ),
+    "external-data-ftp": (
+        lambda m: _chainlet(m, "RandInt").update(
+            external_data=[{"url": "ftp://h/x", "local_data_path": "x"}]
+        ),
+        "chainlet 'RandInt': Assets.external_data:",
+    ),
+    "data-dir-outside": (
+        lambda m: _chainlet(m, "RandInt").update(data_dir="../elsewhere"),
+        "chainlet 'RandInt': DockerImage.data_dir: '../elsewhere' lies outside",
+    ),
+    "package-dir-outside": (
+        lambda m: _chainlet(m, "RandInt").update(external_package_dirs=["../lib"]),
+        "chainlet 'RandInt': DockerImage.external_package_dirs:",
+    ),
+    "newer-python": (
+        lambda m: _chainlet(m, "RandInt").update(
+            base_image={"kind": "custom", "name": "python:3.99", "python_version": "3.99"}
+        ),
+        "chainlet 'RandInt': DockerImage.base_image python:3.99 asks for Python 3.99",
+    ),
+    "bad-env-name": (
+        lambda m: _chainlet(m, "RandInt").update(env_variables={"A B": "1"}),
+        "chainlet 'RandInt': ChainletOptions.env_variables:",
+    ),
+    "unknown-compute-instance-type": (
+        lambda m: _chainlet(m, "RandInt").update(instance_type_id="NOPE:9x9"),
+        "chainlet 'RandInt': Compute.instance_type: unknown instance type",
+    ),
     "bad-name": (lambda m: m.update(chain_name="bad name!"), "invalid name"),
 }
 

@@ -15,8 +15,10 @@ ALLOWED: dict[str, set[str]] = {
     "domain": {"domain"},
     "schemas": {"schemas", "domain"},
     "store": {"store", "domain"},
-    "services": {"services", "domain", "schemas", "store"},
-    "runtime": {"runtime", "domain", "config", "archives"},
+    # `interpreters` (a top-level module): which Python runs a chainlet, asked at deploy (for
+    # the push's warnings) and at build.
+    "services": {"services", "domain", "schemas", "store", "interpreters"},
+    "runtime": {"runtime", "domain", "config", "archives", "interpreters"},
     # api/app.py (the composition root) also wires chainyard.metrics.
     "reconciler": {"reconciler", "services", "runtime", "domain"},
     "gateway": {"gateway", "services", "runtime", "domain"},

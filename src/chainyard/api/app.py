@@ -34,6 +34,7 @@ from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
 from chainyard.gateway.router import ReplicaRouter
+from chainyard.interpreters import Interpreters
 from chainyard.metrics import Metrics, counter, gauge
 from chainyard.reconciler.loop import Reconciler
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
@@ -61,6 +62,7 @@ def build_core(config: ServerConfig) -> Core:
         catalogue=load_catalogue(config.instance_types_file),
         cipher=SecretCipher.from_data_dir(config.data_dir),
         data_dir=config.data_dir.resolve(),
+        interpreters=Interpreters(config.pythons, runtime=config.runtime),
     )
 
 

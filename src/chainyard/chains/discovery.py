@@ -25,6 +25,8 @@ class ChainletInfo:
     predict_concurrency: int
     pip_requirements: list[str]
     secret_keys: list[str]
+    # Image settings, assets and options (chains.image_settings), as manifest fields.
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
         compute: dict[str, Any] = {
@@ -42,6 +44,7 @@ class ChainletInfo:
             "is_entrypoint": self.is_entrypoint,
             "pip_requirements": list(self.pip_requirements),
             "secret_keys": list(self.secret_keys),
+            **self.settings,
         }
 
 
@@ -55,7 +58,7 @@ class ChainInfo:
 
 def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
     """Imports `path` with truss_chains and describes the chain reachable from its entrypoint."""
-    from chainyard.chains import kinds, replica_health, truss_compat
+    from chainyard.chains import image_settings, kinds, replica_health, truss_compat
 
     path = path.resolve()
     if not path.is_file():
@@ -67,9 +70,15 @@ def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
             for d in descriptors:
                 # health_checks values Baseten refuses are refused at push, not at start.
                 replica_health.chainlet_thresholds(d)
+            settings = {
+                d.name: image_settings.describe(d.chainlet_cls.remote_config, path.parent)
+                for d in descriptors
+            }
             entry_name = truss_compat.descriptor(entry_cls).name
     except ChainDiscoveryError:
         raise
+    except image_settings.ImageSettingsError as exc:
+        raise ChainDiscoveryError(str(exc)) from exc
     except Exception as exc:  # truss_chains raises many types for a bad chain file
         raise ChainDiscoveryError(f"cannot load chain from {path}: {exc}") from exc
     finally:
@@ -86,6 +95,7 @@ def discover(path: pathlib.Path, entrypoint: str | None = None) -> ChainInfo:
             predict_concurrency=f["predict_concurrency"],
             pip_requirements=f["pip_requirements"],
             secret_keys=f["secret_keys"],
+            settings=settings[f["name"]],
         )
         for f in facts
     ]

@@ -1,7 +1,9 @@
 """The replica host: imports truss_chains and the user's chain once, then forks one child per
 replica. A child is serving ~0.1 s after the fork instead of paying the ~2.5 s import itself.
 
-Run by the local runtime as `python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE`. It speaks
+Run by the local runtime as `python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE [ENTRYPOINT]`
+(the entrypoint class when the deployment names one: a file with several chainlets and no
+`mark_entrypoint` cannot be imported without it). It speaks
 JSON lines: commands on stdin, events on stdout. It starts no thread and no event loop before
 forking, so the children inherit a clean process. When its stdin closes (the server went away) it
 stops every child and exits.
@@ -136,6 +138,7 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
         environment=command.get("environment"),
         data_dir=data_dir,
         chain_api_key=command["chain_api_key"],
+        secret_keys=command.get("secret_keys"),
     )
     built.set()
     app = build_app(
@@ -180,9 +183,12 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
 
 
 class Host:
-    def __init__(self, source_dir: pathlib.Path, chain_file: pathlib.Path) -> None:
+    def __init__(
+        self, source_dir: pathlib.Path, chain_file: pathlib.Path, entrypoint: str | None = None
+    ) -> None:
         self.source_dir = source_dir
         self.chain_file = chain_file
+        self.entrypoint = entrypoint
         self.children: dict[int, str] = {}
         self._import_scope = contextlib.ExitStack()
 
@@ -192,7 +198,7 @@ class Host:
         os.chdir(self.source_dir)
         _preload()
         self._import_scope.enter_context(
-            truss_compat.imported_chain(self.source_dir / self.chain_file)
+            truss_compat.imported_chain(self.source_dir / self.chain_file, self.entrypoint)
         )
 
     def fork(self, command: dict[str, Any]) -> None:
@@ -265,11 +271,15 @@ class Host:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print(
+            "usage: python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE [ENTRYPOINT]",
+            file=sys.stderr,
+        )
         return 2
     _die_with_parent()
-    host = Host(pathlib.Path(argv[0]).resolve(), pathlib.Path(argv[1]))
+    entrypoint = argv[2] if len(argv) == 3 else None
+    host = Host(pathlib.Path(argv[0]).resolve(), pathlib.Path(argv[1]), entrypoint)
     try:
         host.load()
     except BaseException as exc:

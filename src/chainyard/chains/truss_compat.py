@@ -165,10 +165,13 @@ def build_chainlet(
     environment: str | None,
     data_dir: pathlib.Path | None,
     chain_api_key: str,
+    secret_keys: list[str] | None = None,
 ) -> Any:
     """Instantiates the chainlet with stubs for its dependencies, as a deployed chainlet is."""
     from truss_chains import framework, public_types
     from truss_chains.remote_chainlet import stub
+
+    from chainyard.chains.secret_values import ChainletSecrets
 
     services = {
         dep.name: public_types.DeployedServiceDescriptor(
@@ -181,7 +184,10 @@ def build_chainlet(
     }
     context = public_types.DeploymentContext(
         chainlet_to_service=services,
-        secrets={**secrets, public_types.CHAIN_API_KEY_SECRET_NAME: chain_api_key},
+        secrets=ChainletSecrets(
+            {**secrets, public_types.CHAIN_API_KEY_SECRET_NAME: chain_api_key},
+            declared=secret_keys if secret_keys is not None else secrets,
+        ),
         environment=public_types.Environment(name=environment) if environment else None,
         data_dir=data_dir,
     )

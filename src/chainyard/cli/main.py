@@ -56,13 +56,27 @@ def serve(
             "(env CHAINYARD_MAX_BODY_BYTES) [256MiB]"
         ),
     ] = None,
+    python: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="VERSION=PATH: the interpreter for chainlets whose base image asks for that "
+            "Python (repeatable; it needs chainyard installed)"
+        ),
+    ] = None,
+    install_apt_packages: Annotated[
+        bool,
+        typer.Option(
+            "--install-apt-packages",
+            help="Let builds apt-get install a chainlet's missing apt_requirements on this host",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
     import uvicorn
 
     from chainyard.api.app import create_app
-    from chainyard.config import ServerConfig, parse_size
+    from chainyard.config import ServerConfig, parse_pythons, parse_size
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -85,6 +99,8 @@ def serve(
             ray_unschedulable_timeout=ray_unschedulable_timeout,
             rate_limit_per_second=rate_limit,
             max_body_bytes=body_limit,
+            pythons=parse_pythons(python) or None,
+            install_apt_packages=install_apt_packages or None,
         )
     except ValueError as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)

@@ -73,6 +73,9 @@ def push(
     deployed = s.client.chains.deploy(manifest, source=archive, timeout=120)
     chain_id, deployment = deployed.chain_id, deployed.chain_deployment
     s.note(f"chain {chain_id}, deployment {deployment.id} ({deployment.status.value})")
+    # On stderr in every output format: a script reads stdout, a person must see these.
+    for warning in deployed.warnings:
+        s.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     status = deployment.status.value
     if wait:
         status = _wait(s, chain_id, deployment.id, environment, timeout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -443,8 +444,10 @@ class Reconciler:
             entrypoint=w.is_entrypoint,
             dependencies=w.dependencies,
             source_file=w.source_file,
+            entrypoint_name=w.entrypoint_name,
             pip_requirements=w.pip_requirements,
             secrets=secret_values,
+            secret_keys=w.secret_keys,
             environment=w.environment,
             service_urls={
                 name: f"{self.gateway_url}/internal/chainlets/{w.sibling_ids[name]}/predict"
@@ -453,6 +456,7 @@ class Reconciler:
             },
             chain_api_key=inference.internal_token(self.core, w.deployment_id),
             predict_concurrency=int(w.compute.get("predict_concurrency") or 1),
+            image=w.image,
         )
 
     def _artifact(self, w: ChainletWork) -> pathlib.Path | None:
@@ -469,8 +473,9 @@ class Reconciler:
                 deployment_id=w.deployment_id,
                 artifact_path=self._artifact(w),
                 pip_requirements=w.pip_requirements,
+                image=w.image,
             )
-            task = asyncio.create_task(self.runtime.build(request))
+            task = asyncio.create_task(self._build(w, request))
             task.add_done_callback(lambda _t: self._wake.set())
             self._builds[w.chainlet_id] = task
             update.log_lines.append((f"build of {w.name} started", "INFO", "build"))
@@ -482,6 +487,7 @@ class Reconciler:
             result = task.result()
         except Exception as exc:
             result = BuildResult(ok=False, message=f"build crashed: {exc!r}")
+        update.log_lines.extend((line, "WARNING", "build") for line in result.warnings)
         update.log_lines.extend((line, None, "build") for line in result.log_lines)
         if result.ok:
             update.events.append((Event.BUILD_SUCCEEDED, None))
@@ -489,6 +495,24 @@ class Reconciler:
             update.log_lines.append((f"build failed: {result.message}", "ERROR", "build"))
             update.events.append((Event.BUILD_FAILED, result.message or "build failed"))
         return update
+
+    async def _build(self, w: ChainletWork, request: BuildRequest) -> BuildResult:
+        """The runtime's build, with what the build log must also say, as `chainyard push` did:
+        the deploy's warnings about the chainlet's settings, and the secrets the workspace
+        lacks."""
+        result = await self.runtime.build(request)
+        notes = [str(n) for n in w.image.get("warnings") or []]
+        if w.secret_keys:
+            missing = await asyncio.to_thread(self._missing_secrets, w)
+            if missing:
+                notes.append(secrets.missing_note(w.name, missing))
+        if not notes:
+            return result
+        return dataclasses.replace(result, warnings=(*notes, *result.warnings))
+
+    def _missing_secrets(self, w: ChainletWork) -> list[str]:
+        with self.core.db.read() as session:
+            return secrets.missing_in(session, w.workspace_id, w.secret_keys)
 
     def _cancel_build(self, chainlet_id: str) -> None:
         task = self._builds.pop(chainlet_id, None)

@@ -27,6 +27,9 @@ class BuildRequest:
     deployment_id: str
     artifact_path: pathlib.Path | None
     pip_requirements: tuple[str, ...]
+    # Image settings, assets and options (services/chainlet_image.py): requirements_file, apt,
+    # python_version, data_dir, external_data, package_dirs, env.
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,8 @@ class BuildResult:
     ok: bool
     message: str | None = None
     log_lines: tuple[str, ...] = ()
+    # Lines the build log shows at WARNING: what runs differently from Baseten, or is missing.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +55,21 @@ class ReplicaSpec:
     dependencies: tuple[str, ...]
     # Path of the chain file inside the source archive.
     source_file: str | None = None
+    # The deployment's entrypoint class, by which the host imports the chain file.
+    entrypoint_name: str | None = None
     pip_requirements: tuple[str, ...] = ()
     # Only the secrets the chainlet declared (assets.secret_keys), in plain text.
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The names it declared, set in the workspace or not (a missing one's error names it).
+    secret_keys: tuple[str, ...] = ()
     environment: str | None = None
     # Dependency chainlet name -> URL its stub posts to (the gateway's internal route).
     service_urls: dict[str, str] = dataclasses.field(default_factory=dict)
     # Token the replica's stubs present to the gateway's internal route.
     chain_api_key: str = ""
     predict_concurrency: int = 1
+    # As BuildRequest.image.
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

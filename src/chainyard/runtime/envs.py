@@ -2,7 +2,9 @@
 
 A chainlet whose requirements the server's own environment already satisfies runs on the server's
 interpreter: nothing to build. Otherwise a virtualenv is made whose site-packages sit in front of
-the server's (added through a .pth file), and pip installs only what is missing.
+its base interpreter's (added through a .pth file), and pip installs only what is missing. The
+base is the server's interpreter, or another Python the chainlet's base image asks for
+(interpreters.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import sysconfig
 from collections.abc import Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
+
+from chainyard.interpreters import SERVER_VERSION, PythonChoice
+from chainyard.runtime.baseline import BASELINE
 
 
 def normalize(requirements: Sequence[str]) -> list[str]:
@@ -63,45 +68,89 @@ class EnvBuildError(Exception):
 _BUILDING: dict[pathlib.Path, asyncio.Lock] = {}
 
 
-async def ensure_env(envs_dir: pathlib.Path, requirements: Sequence[str]) -> tuple[str, list[str]]:
-    """The Python executable for these requirements and the build log lines."""
+def _plain(line: str) -> bool:
+    """A requirement pip resolves by name (not an option, a path or a URL)."""
+    try:
+        return Requirement(line).url is None
+    except InvalidRequirement:
+        return False
+
+
+async def ensure_env(
+    envs_dir: pathlib.Path,
+    requirements: Sequence[str],
+    *,
+    base: PythonChoice | None = None,
+    cwd: pathlib.Path | None = None,
+    source_key: str = "",
+) -> tuple[str, list[str]]:
+    """The Python executable for these requirements and the build log lines.
+
+    `base` is the interpreter the chainlet runs on (None: the server's). pip runs from `cwd` (the
+    requirements file's directory in the source), so that local paths in it resolve; an
+    environment with such lines is keyed by `source_key` (the source archive) too.
+    """
     reqs = normalize(requirements)
-    if satisfied_here(reqs):
-        note = "requirements satisfied by the server's environment; nothing to build"
-        return sys.executable, [note] if reqs else []
-    env_dir = envs_dir / requirements_hash(reqs)
+    log: list[str] = []
+    if base is None or base.executable is None:
+        python_exe, version, sites = sys.executable, SERVER_VERSION, _server_sites()
+        if satisfied_here(reqs):
+            note = "requirements satisfied by the server's environment; nothing to build"
+            return python_exe, [note] if reqs else []
+    else:
+        python_exe, version, sites = base.executable, base.version, list(base.sites)
+        if not reqs:
+            return python_exe, [f"runs on {python_exe} (Python {version})"]
+        log.append(f"building on {python_exe} (Python {version})")
+    key = "\n".join(reqs) + f"\n#python={version}:{python_exe}"
+    if not all(_plain(r) for r in reqs):
+        key += f"\n#source={source_key}:{cwd}"
+    env_dir = envs_dir / hashlib.sha256(key.encode()).hexdigest()[:16]
     lock = _BUILDING.setdefault(env_dir, asyncio.Lock())
     async with lock:
-        return await _ensure_env(env_dir, reqs)
+        return await _build(env_dir, reqs, log, python_exe, version, sites, cwd)
 
 
-async def _ensure_env(env_dir: pathlib.Path, reqs: list[str]) -> tuple[str, list[str]]:
+async def _build(
+    env_dir: pathlib.Path,
+    reqs: list[str],
+    log: list[str],
+    python_exe: str,
+    version: str,
+    sites: list[str],
+    cwd: pathlib.Path | None,
+) -> tuple[str, list[str]]:
     python = env_dir / "bin" / "python"
     marker = env_dir / ".chainyard-built"
     if marker.exists():
         return str(python), [
-            f"reusing the environment built for these requirements ({env_dir.name})"
+            *log,
+            f"reusing the environment built for these requirements ({env_dir.name})",
         ]
     if env_dir.exists():
         shutil.rmtree(env_dir)  # a build that died half-way
-    log: list[str] = [f"building an environment for: {' '.join(reqs)}"]
-    await _run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], log)
+    log.append(f"building an environment for: {' '.join(reqs)}")
+    await _run([python_exe, "-m", "venv", "--without-pip", str(env_dir)], log)
     purelib = pathlib.Path(
-        sysconfig.get_path("purelib", vars={"base": str(env_dir), "platbase": str(env_dir)})
+        sysconfig.get_path(
+            "purelib",
+            vars={"base": str(env_dir), "platbase": str(env_dir), "py_version_short": version},
+        )
     )
     purelib.mkdir(parents=True, exist_ok=True)
-    # `site.addsitedir` (not a bare path) so the server's own .pth files (e.g. the editable
-    # chainyard install) are honoured too.
-    server_sites = [p for p in site.getsitepackages() if pathlib.Path(p).is_dir()]
+    # `site.addsitedir` (not a bare path) so the base interpreter's own .pth files (e.g. the
+    # editable chainyard install) are honoured too.
     (purelib / "_chainyard_server.pth").write_text(
-        "".join(f"import site; site.addsitedir({p!r})\n" for p in server_sites)
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in sites)
     )
-    # The env's own interpreter runs the server's pip (found through the .pth): it sees the
-    # server's packages as installed, installs only what is missing into the env, and never
-    # touches the server's environment (pip leaves packages outside its prefix alone).
+    requirements_txt = env_dir / "chainyard-requirements.txt"
+    requirements_txt.write_text("\n".join(reqs) + "\n")
+    # The env's own interpreter runs the base's pip (found through the .pth): it sees the
+    # base's packages as installed, installs only what is missing into the env, and never
+    # touches the base environment (pip leaves packages outside its prefix alone).
     cmd = [str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check"]
-    cmd += ["--upgrade-strategy", "only-if-needed", *reqs]
-    code = await _run(cmd, log)
+    cmd += ["--upgrade-strategy", "only-if-needed", "-r", str(requirements_txt)]
+    code = await _run(cmd, log, cwd=cwd)
     if code != 0:
         shutil.rmtree(env_dir, ignore_errors=True)
         tail = next((line for line in reversed(log) if "ERROR" in line), None) or log[-1]
@@ -110,9 +159,21 @@ async def _ensure_env(env_dir: pathlib.Path, reqs: list[str]) -> tuple[str, list
     return str(python), log
 
 
-async def _run(cmd: list[str], log: list[str]) -> int:
+def baseline_missing() -> list[str]:
+    """The packages truss's serving image provides (runtime/baseline.py) that the server's
+    environment lacks: chainyard depends on them, so only a server installed otherwise lacks
+    any."""
+    return [r for r in BASELINE if not satisfied_here([r])]
+
+
+def _server_sites() -> list[str]:
+    return [p for p in site.getsitepackages() if pathlib.Path(p).is_dir()]
+
+
+async def _run(cmd: list[str], log: list[str], cwd: pathlib.Path | None = None) -> int:
     process = await asyncio.create_subprocess_exec(
         *cmd,
+        cwd=str(cwd) if cwd is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -20,9 +20,23 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             fail_deploy=config.sim_fail_deploy,
         )
     if config.runtime == "local":
+        from chainyard.interpreters import Interpreters
         from chainyard.runtime.local import LocalRuntime
 
-        return LocalRuntime(config.data_dir.resolve())
+        return LocalRuntime(
+            config.data_dir.resolve(),
+            interpreters=Interpreters(config.pythons),
+            install_apt=config.install_apt_packages,
+        )
+    if config.install_apt_packages:
+        raise UnknownRuntime(
+            "--install-apt-packages is for the local runtime; on Ray, put system packages in "
+            "the nodes' image (docs/ray.md)"
+        )
+    if config.pythons and config.runtime == "ray":
+        raise UnknownRuntime(
+            "--python is for the local runtime; Ray replicas run on the nodes' Python (docs/ray.md)"
+        )
     if config.runtime == "ray":
         try:
             import ray  # noqa: F401

@@ -24,7 +24,9 @@ import aiohttp
 
 from chainyard import archives
 from chainyard.domain import replica_log
-from chainyard.runtime import envs, gpus, health_verdicts
+from chainyard.interpreters import Interpreters
+from chainyard.runtime import apt, envs, gpus, health_verdicts
+from chainyard.runtime import data_dir as chainlet_data
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -70,9 +72,20 @@ class _Host:
 class LocalRuntime(RuntimeBackend):
     name = "local"
 
-    def __init__(self, data_dir: pathlib.Path, *, health_interval: float = HEALTH_INTERVAL) -> None:
+    def __init__(
+        self,
+        data_dir: pathlib.Path,
+        *,
+        health_interval: float = HEALTH_INTERVAL,
+        interpreters: Interpreters | None = None,
+        install_apt: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.health_interval = health_interval
+        self.interpreters = interpreters or Interpreters()
+        # `chainyard serve --install-apt-packages`: apt_requirements missing on this host are
+        # installed with apt-get instead of failing the build.
+        self.install_apt = install_apt
         self._sources = data_dir / "sources"
         self._envs = data_dir / "envs"
         self._run = data_dir / "run"
@@ -138,12 +151,75 @@ class LocalRuntime(RuntimeBackend):
         except (archives.ArchiveError, OSError) as exc:
             return BuildResult(ok=False, message=f"cannot unpack the source: {exc}")
         lines.append(f"source unpacked ({digest[:12]})")
+        image = request.image
+        warnings: list[str] = []
         try:
-            python, env_log = await envs.ensure_env(self._envs, request.pip_requirements)
+            lines += await apt.ensure(list(image.get("apt", [])), install=self.install_apt)
+        except apt.AptError as exc:
+            return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
+        missing_base = envs.baseline_missing()
+        if missing_base:
+            warnings.append(
+                "the server's environment lacks packages that truss's serving image always "
+                f"provides: {', '.join(missing_base)}; install chainyard with its dependencies "
+                "(make install)"
+            )
+        try:
+            python, env_log, python_note = await self._environment(
+                request.deployment_id,
+                request.chainlet_name,
+                request.pip_requirements,
+                image,
+                digest,
+            )
         except envs.EnvBuildError as exc:
             return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
+        except ValueError as exc:
+            return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines))
+        if python_note:
+            warnings.append(python_note)
+        lines += env_log
+        if chainlet_data.wanted(image):
+            target = self._data_dir(request.deployment_id, request.chainlet_name)
+            try:
+                lines += await asyncio.to_thread(
+                    chainlet_data.prepare, target, self.source_dir(digest), image
+                )
+            except (chainlet_data.DataDirError, OSError) as exc:
+                return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines))
         self._pythons[request.chainlet_id] = python
-        return BuildResult(ok=True, log_lines=tuple(lines + env_log))
+        return BuildResult(ok=True, log_lines=tuple(lines), warnings=tuple(warnings))
+
+    async def _environment(
+        self,
+        deployment_id: str,
+        chainlet: str,
+        pip_requirements: tuple[str, ...],
+        image: dict[str, Any],
+        digest: str,
+    ) -> tuple[str, list[str], str | None]:
+        """The chainlet's interpreter, the build log lines, and the note when its base image's
+        Python is not the one that runs it. ValueError when it cannot run here at all."""
+        choice = self.interpreters.choose(
+            image.get("python_version"),
+            f"chainlet '{chainlet}': DockerImage.base_image {image.get('base_image')}",
+        )
+        if choice.refusal:
+            raise ValueError(choice.refusal)
+        note = choice.warning if "base_image" in image else None
+        requirements = list(pip_requirements)
+        cwd = self.source_dir(digest)
+        from_file = image.get("requirements_file")
+        if from_file:
+            requirements += list(from_file.get("requirements", []))
+            cwd = cwd / str(from_file.get("dir") or ".")
+        python, log = await envs.ensure_env(
+            self._envs, requirements, base=choice, cwd=cwd, source_key=digest
+        )
+        return python, log, note
+
+    def _data_dir(self, deployment_id: str, chainlet: str) -> pathlib.Path:
+        return self.data_dir / "chainlet-data" / deployment_id / chainlet
 
     # -- replicas --------------------------------------------------------------------------
 
@@ -152,7 +228,8 @@ class LocalRuntime(RuntimeBackend):
         run_file = self._run / f"{spec.replica_id}.json"
         problem = gpus.placement_problem(spec.instance_type)
         python = self._pythons.get(spec.chainlet_id)
-        replica = _Replica(spec, (spec.deployment_id, python or ""), log_path, run_file)
+        host_env = self._host_env(spec)
+        replica = _Replica(spec, self._host_key(spec, python, host_env), log_path, run_file)
         self._replicas[spec.replica_id] = replica
         if problem is not None:
             self._fail(replica, problem)
@@ -160,18 +237,28 @@ class LocalRuntime(RuntimeBackend):
         if spec.artifact_path is None or spec.source_file is None:
             self._fail(replica, "the deployment has no source to run")
             return
-        if python is None:
-            # The server restarted since the build: the environment is cached, so this is quick.
-            python, _ = await envs.ensure_env(self._envs, spec.pip_requirements)
-            self._pythons[spec.chainlet_id] = python
-            replica.host_key = (spec.deployment_id, python)
         digest = spec.artifact_path.name.split(".")[0]
         source = self.source_dir(digest)
         if not source.is_dir():
             await asyncio.to_thread(archives.extract, spec.artifact_path, source)
+        if python is None:
+            # The server restarted since the build: the environment is cached, so this is quick.
+            try:
+                python, _, _ = await self._environment(
+                    spec.deployment_id,
+                    spec.chainlet_name,
+                    spec.pip_requirements,
+                    spec.image,
+                    digest,
+                )
+            except (envs.EnvBuildError, ValueError) as exc:
+                self._fail(replica, f"cannot prepare the chainlet's environment: {exc}")
+                return
+            self._pythons[spec.chainlet_id] = python
+            replica.host_key = self._host_key(spec, python, host_env)
         host = self._hosts.get(replica.host_key)
         if host is None or host.process.returncode is not None:
-            host = await self._start_host(replica.host_key, python, source, spec.source_file)
+            host = await self._start_host(replica.host_key, python, source, spec, host_env)
         command = self._fork_command(replica)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if host.failed is not None:
@@ -250,14 +337,13 @@ class LocalRuntime(RuntimeBackend):
             "chainlet": spec.chainlet_name,
             "service_urls": dict(spec.service_urls),
             "secrets": dict(spec.secrets),
+            "secret_keys": list(spec.secret_keys),
             "environment": spec.environment,
             "chain_api_key": spec.chain_api_key,
             "predict_concurrency": spec.predict_concurrency,
             "log_path": str(replica.log_path),
             "run_file": str(replica.run_file),
-            "data_dir": str(
-                self.data_dir / "chainlet-data" / spec.deployment_id / spec.chainlet_name
-            ),
+            "data_dir": str(self._data_dir(spec.deployment_id, spec.chainlet_name)),
             "limits": self._limits(spec),
         }
 
@@ -283,9 +369,36 @@ class LocalRuntime(RuntimeBackend):
             "notes": notes,
         }
 
+    def _host_env(self, spec: ReplicaSpec) -> dict[str, str]:
+        """What a host's environment adds for the chainlet: its `env_variables` and its
+        `external_package_dirs` on PYTHONPATH. Set on the host, before the chain is imported, as
+        a container's environment is on Baseten."""
+        added = {str(k): str(v) for k, v in (spec.image.get("env") or {}).items()}
+        dirs = spec.image.get("package_dirs") or []
+        if dirs and spec.artifact_path is not None:
+            source = self.source_dir(spec.artifact_path.name.split(".")[0])
+            paths = [str(source / d) for d in dirs]
+            existing = added.get("PYTHONPATH") or os.environ.get("PYTHONPATH")
+            added["PYTHONPATH"] = os.pathsep.join(paths + ([existing] if existing else []))
+        return added
+
+    @staticmethod
+    def _host_key(
+        spec: ReplicaSpec, python: str | None, host_env: dict[str, str]
+    ) -> tuple[str, str]:
+        # Chainlets share a host only when their interpreter and environment variables agree.
+        extra = json.dumps(host_env, sort_keys=True) if host_env else ""
+        return (spec.deployment_id, (python or "") + extra)
+
     async def _start_host(
-        self, key: tuple[str, str], python: str, source: pathlib.Path, source_file: str
+        self,
+        key: tuple[str, str],
+        python: str,
+        source: pathlib.Path,
+        spec: ReplicaSpec,
+        host_env: dict[str, str],
     ) -> _Host:
+        assert spec.source_file is not None
         host_log = self._logs / key[0] / "host.log"
         host_log.parent.mkdir(parents=True, exist_ok=True)
         stderr = open(host_log, "ab")  # noqa: SIM115 - handed to the child process
@@ -295,12 +408,13 @@ class LocalRuntime(RuntimeBackend):
                 "-m",
                 "chainyard.chains.host",
                 str(source),
-                source_file,
+                spec.source_file,
+                *([spec.entrypoint_name] if spec.entrypoint_name else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
                 cwd=str(source),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **host_env, "PYTHONUNBUFFERED": "1"},
             )
         finally:
             stderr.close()

@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from chainyard.domain import replica_log
+from chainyard.interpreters import Interpreters
 from chainyard.runtime import envs, health_verdicts, ray_compat
 from chainyard.runtime.base import (
     BuildRequest,
@@ -53,6 +54,12 @@ POLL_TIMEOUT = 5.0
 # many replicas share it. `num_gpus` does the counting.
 ACCELERATOR_SHARE = 0.001
 NAMESPACE = "chainyard"
+
+
+def ray_requirements(pip_requirements: tuple[str, ...], image: dict[str, Any]) -> list[str]:
+    """A chainlet's pip requirements and its requirements file's, for runtime_env.pip."""
+    from_file = (image.get("requirements_file") or {}).get("requirements", [])
+    return envs.normalize([*pip_requirements, *from_file])
 
 
 def replica_resources(instance_type: dict[str, Any]) -> dict[str, float]:
@@ -157,6 +164,7 @@ class RayRuntime(RuntimeBackend):
         self._ray: Any = None
         self._actor_cls: Any = None
         self._env_task: Any = None
+        self._apt_task: Any = None
         self._replicas: dict[str, _Replica] = {}
         self._stops: set[asyncio.Task[None]] = set()
         self._lines: list[tuple[str, str, str]] = []
@@ -176,7 +184,7 @@ class RayRuntime(RuntimeBackend):
     async def start(self) -> None:
         import ray
 
-        from chainyard.runtime.ray_replica import ChainletReplica, environment_ready
+        from chainyard.runtime.ray_replica import ChainletReplica, apt_missing, environment_ready
 
         self._ray = ray
         # ray.init installs a SIGTERM handler that exits the process; the server's own handler
@@ -199,6 +207,7 @@ class RayRuntime(RuntimeBackend):
             signal.signal(signal.SIGTERM, previous)
         self._actor_cls = ray.remote(ChainletReplica)
         self._env_task = ray.remote(environment_ready)
+        self._apt_task = ray.remote(apt_missing)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         await self._refresh_nodes()
         log.info("connected to Ray at %s: %d alive nodes", self.address, len(self._nodes))
@@ -231,9 +240,38 @@ class RayRuntime(RuntimeBackend):
         except Exception as exc:
             return BuildResult(ok=False, message=f"cannot ship the source to Ray: {exc}")
         lines = [f"source {'shipped to' if uploaded else 'already on'} the Ray cluster as {uri}"]
-        requirements = envs.normalize(request.pip_requirements)
+        image = request.image
+        warnings = []
+        if "base_image" in image:
+            choice = Interpreters(runtime="ray").choose(
+                image.get("python_version"),
+                f"chainlet '{request.chainlet_name}': DockerImage.base_image {image['base_image']}",
+            )
+            if choice.refusal:
+                return BuildResult(ok=False, message=choice.refusal, log_lines=tuple(lines))
+            if choice.warning:
+                warnings.append(choice.warning)
+        packages = list(image.get("apt", []))
+        if packages:
+            # Checked on one node now; each replica checks its own node again when it starts.
+            missing = await self._apt_task.options(num_cpus=0).remote(packages)
+            if missing:
+                message = (
+                    f"apt packages not installed on the Ray nodes: {', '.join(missing)}; put "
+                    "them in the nodes' image"
+                )
+                return BuildResult(ok=False, message=message, log_lines=tuple(lines))
+            lines.append(f"apt packages installed on the Ray node: {', '.join(packages)}")
+        requirements = ray_requirements(request.pip_requirements, image)
+        local = [r for r in requirements if r.startswith((".", "/", "-e", "file:"))]
+        if local:
+            message = (
+                "local paths in requirements are not supported on Ray (pip runs on each node, "
+                f"away from the source): {', '.join(local)}"
+            )
+            return BuildResult(ok=False, message=message, log_lines=tuple(lines))
         if not requirements:
-            return BuildResult(ok=True, log_lines=tuple(lines))
+            return BuildResult(ok=True, log_lines=tuple(lines), warnings=tuple(warnings))
         # Ray builds a runtime_env's virtualenv on each node on first use; building it once now
         # turns a pip failure into a build failure with pip's message, and warms that node.
         lines.append(
@@ -249,7 +287,7 @@ class RayRuntime(RuntimeBackend):
             message = f"pip could not install the requirements on Ray: {_env_error(text)}"
             return BuildResult(ok=False, message=message, log_lines=tuple(lines + detail))
         lines.append("environment ready")
-        return BuildResult(ok=True, log_lines=tuple(lines))
+        return BuildResult(ok=True, log_lines=tuple(lines), warnings=tuple(warnings))
 
     async def _ship(self, archive: pathlib.Path) -> tuple[str, bool]:
         # Every chainlet of a deployment starts at once; one upload per archive is enough.
@@ -320,12 +358,15 @@ class RayRuntime(RuntimeBackend):
             "chainlet": spec.chainlet_name,
             "deployment_id": spec.deployment_id,
             "source_file": spec.source_file,
+            "entrypoint_name": spec.entrypoint_name,
             "service_urls": dict(spec.service_urls),
             "secrets": dict(spec.secrets),
+            "secret_keys": list(spec.secret_keys),
             "environment": spec.environment,
             "chain_api_key": spec.chain_api_key,
             "predict_concurrency": spec.predict_concurrency,
             "data_root": self.data_root,
+            "image": dict(spec.image),
             "limits": {
                 # CUDA reserves address space far beyond memory use: no address-space cap on
                 # GPU replicas (Ray's memory monitor still watches the node).
@@ -344,7 +385,9 @@ class RayRuntime(RuntimeBackend):
             "num_gpus": wanted.get("GPU", 0),
             "max_restarts": 0,
             "max_task_retries": 0,
-            "runtime_env": self._runtime_env(uri, envs.normalize(replica.spec.pip_requirements)),
+            "runtime_env": self._runtime_env(
+                uri, ray_requirements(replica.spec.pip_requirements, replica.spec.image)
+            ),
         }
         if "memory" in wanted:
             options["memory"] = int(wanted["memory"])

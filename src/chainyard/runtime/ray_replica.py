@@ -34,6 +34,26 @@ def environment_ready() -> str:
     return sys.executable
 
 
+def apt_missing(packages: list[str]) -> list[str]:
+    """The Debian packages not installed on this node (all of them where there is no dpkg)."""
+    missing = []
+    for package in packages:
+        try:
+            done = subprocess.run(
+                ["dpkg-query", "-W", "-f=${db:Status-Status}", package.split("=", 1)[0]],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            installed = done.returncode == 0 and done.stdout.strip() == "installed"
+        except (OSError, subprocess.TimeoutExpired):
+            installed = False
+        if not installed:
+            missing.append(package)
+    return missing
+
+
 def _tail(path: pathlib.Path, lines: int = 8) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -78,7 +98,26 @@ class ChainletReplica:
             "run_file": str(self._dir / "run.json"),
             "data_dir": os.path.join(data_root, command["deployment_id"], command["chainlet"]),
         }
+        image = command.get("image") or {}
+        missing = apt_missing(list(image.get("apt", [])))
+        if missing:
+            raise RuntimeError(
+                f"apt packages not installed on Ray node {ip}: {', '.join(missing)}; put them in "
+                "the nodes' image"
+            )
+        from chainyard.runtime import data_dir
+
+        # The chainlet's data dir on this node: its DockerImage.data_dir and external_data.
+        data_dir.prepare(pathlib.Path(fork["data_dir"]), source, image)
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        # ChainletOptions.env_variables and external_package_dirs, set before the chain is
+        # imported, as a container's environment is on Baseten.
+        env.update({str(k): str(v) for k, v in (image.get("env") or {}).items()})
+        dirs = [str(source / d) for d in image.get("package_dirs") or []]
+        if dirs:
+            env["PYTHONPATH"] = os.pathsep.join([*dirs, env.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            )
         env["PYTHONUNBUFFERED"] = "1"
         with open(self._dir / "host.log", "ab") as host_log:
             self._host = subprocess.Popen(
@@ -88,6 +127,7 @@ class ChainletReplica:
                     "chainyard.chains.host",
                     str(source),
                     command["source_file"],
+                    *([command["entrypoint_name"]] if command.get("entrypoint_name") else []),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

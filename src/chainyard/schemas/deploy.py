@@ -7,7 +7,7 @@ by the domain layer, which owns those rules.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,10 +26,13 @@ from chainyard.schemas.deployments import ChainDeploymentV1
 __all__ = [
     "NAME_PATTERN",
     "ActivateResponseV1",
+    "BaseImageSpec",
     "ChainletManifest",
     "ComputeSpec",
     "DeployManifest",
     "DeployResponse",
+    "ExternalDataSpec",
+    "RequirementsFileSpec",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -87,6 +90,52 @@ class ComputeSpec(BaseModel):
     )
 
 
+class BaseImageSpec(BaseModel):
+    """`DockerImage.base_image`: chainyard runs no images; the Python version picks the
+    interpreter (docs/local-runtime.md)."""
+
+    model_config = _CLOSED
+
+    kind: Literal["baseten", "custom"] = Field(description="BasetenImage or CustomImage")
+    name: str = Field(description="'py311', or the custom image's reference")
+    python_version: str | None = Field(
+        default=None, description="'3.11': from the BasetenImage, or a custom image's tag"
+    )
+    python_executable_path: str | None = Field(
+        default=None, description="CustomImage.python_executable_path"
+    )
+
+
+class RequirementsFileSpec(BaseModel):
+    """`DockerImage.requirements_file` (or the deprecated `pip_requirements_file`), read by
+    `chainyard push`."""
+
+    model_config = _CLOSED
+
+    path: str | None = Field(
+        default=None,
+        description="Its path inside the source archive (pip runs from its directory, so local "
+        "paths in it resolve); null when it lies outside the chain's directory",
+    )
+    kind: Literal["requirements.txt", "pyproject.toml", "uv.lock"] = Field(
+        description="The file's format, from its name"
+    )
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="Its requirement lines (pyproject.toml: [project].dependencies)",
+    )
+
+
+class ExternalDataSpec(BaseModel):
+    """One `Assets.external_data` item: downloaded into the chainlet's data dir at build."""
+
+    model_config = _CLOSED
+
+    url: str = Field(description="Where to download it from")
+    local_data_path: str = Field(description="Path under the chainlet's data dir")
+    backend: str = Field(default="http_public", description="truss's download backend")
+
+
 class ChainletManifest(BaseModel):
     """One chainlet of a deploy manifest."""
 
@@ -106,6 +155,44 @@ class ChainletManifest(BaseModel):
     )
     secret_keys: list[str] = Field(
         default_factory=list, description="Names of the secrets the chainlet reads"
+    )
+    base_image: BaseImageSpec | None = Field(
+        default=None, description="DockerImage.base_image (its Python version)"
+    )
+    requirements_file: RequirementsFileSpec | None = Field(
+        default=None, description="DockerImage.requirements_file"
+    )
+    apt_requirements: list[str] = Field(
+        default_factory=list, description="DockerImage.apt_requirements: Debian packages"
+    )
+    data_dir: str | None = Field(
+        default=None,
+        description="DockerImage.data_dir: a directory inside the source archive, copied into "
+        "the chainlet's data dir",
+    )
+    external_package_dirs: list[str] = Field(
+        default_factory=list,
+        description="DockerImage.external_package_dirs: directories inside the source archive "
+        "put on the chainlet's import path",
+    )
+    truss_server_version_override: str | None = Field(
+        default=None, description="DockerImage.truss_server_version_override"
+    )
+    env_variables: dict[str, str] = Field(
+        default_factory=dict, description="ChainletOptions.env_variables"
+    )
+    external_data: list[ExternalDataSpec] = Field(
+        default_factory=list, description="Assets.external_data"
+    )
+    cached: list[dict[str, Any]] = Field(
+        default_factory=list, description="Assets.cached (refused: see docs/api-compatibility.md)"
+    )
+    weights: list[dict[str, Any]] = Field(
+        default_factory=list, description="Assets.weights (refused: see docs/api-compatibility.md)"
+    )
+    build_commands: list[str] = Field(
+        default_factory=list,
+        description="RemoteConfig.build_commands (refused: see docs/api-compatibility.md)",
     )
 
 
@@ -138,6 +225,11 @@ class DeployResponse(BaseModel):
 
     chain_id: str = Field(description="Id of the chain deployed to")
     chain_deployment: ChainDeploymentV1 = Field(description="The new deployment")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What will not run as on Baseten, or is missing (secrets the workspace "
+        "lacks, a substituted Python): also written to the chainlets' build logs",
+    )
 
 
 class ActivateResponseV1(BaseModel):

@@ -26,6 +26,9 @@ class ChainletSpec:
     pip_requirements: list[str]
     secret_keys: list[str]
     instance_type_id: str
+    # Image settings, assets and options that change how it builds and runs
+    # (services/chainlet_image.py).
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def initial_replicas(settings: AutoscalingSettings) -> int:
@@ -83,6 +86,7 @@ def create_deployment(
                 compute=dict(spec.compute),
                 pip_requirements=list(spec.pip_requirements),
                 secret_keys=list(spec.secret_keys),
+                image=dict(spec.image),
                 instance_type_id=env_settings.instance_type_id
                 if env_settings
                 else spec.instance_type_id,
@@ -124,6 +128,7 @@ def specs_of(deployment: ChainDeployment) -> list[ChainletSpec]:
             pip_requirements=list(c.pip_requirements),
             secret_keys=list(c.secret_keys),
             instance_type_id=c.instance_type_id,
+            image=dict(c.image or {}),
         )
         for c in deployment.chainlets
     ]

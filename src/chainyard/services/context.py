@@ -7,6 +7,7 @@ import pathlib
 from collections.abc import Callable
 
 from chainyard.domain.instance_types import Catalogue
+from chainyard.interpreters import Interpreters
 from chainyard.services.crypto import SecretCipher
 from chainyard.store.db import Database
 
@@ -64,6 +65,8 @@ class Core:
     # Whether the server is handling HTTP requests now: the loops' paced passes rest only then
     # (services/pacing.py). Without a server (tests, the admin CLI) nobody waits.
     requests_waiting: Callable[[], bool] = lambda: False
+    # Which Python runs a chainlet whose base image asks for one (interpreters.py).
+    interpreters: Interpreters = dataclasses.field(default_factory=Interpreters)
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)

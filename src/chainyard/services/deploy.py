@@ -3,6 +3,8 @@ POST /v1/chains/deploy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -12,7 +14,7 @@ from chainyard.domain.ids import new_id
 from chainyard.domain.instance_types import NoFittingInstanceType
 from chainyard.domain.resources import parse_memory_mib, parse_millicpu
 from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
-from chainyard.services import instance_types, lookups, promotions, views
+from chainyard.services import chainlet_image, instance_types, lookups, promotions, secrets, views
 from chainyard.services.builder import ChainletSpec, create_deployment, record_deployed
 from chainyard.services.context import Actor, Core
 from chainyard.services.environments import add_environment, new_environment
@@ -29,7 +31,13 @@ def _entrypoints(manifest: DeployManifest) -> list[str]:
 
 def _instance_type(core: Core, chainlet: ChainletManifest) -> str:
     if chainlet.instance_type_id is not None:
-        return instance_types.require(core.catalogue, chainlet.instance_type_id).id
+        try:
+            return instance_types.require(core.catalogue, chainlet.instance_type_id).id
+        except Invalid as exc:
+            # From Compute.instance_type, or the manifest's own field.
+            raise Invalid(
+                f"chainlet '{chainlet.name}': Compute.instance_type: {exc.message}", code=exc.code
+            ) from exc
     compute = chainlet.compute
     try:
         millicpu = parse_millicpu(compute.cpu_count)
@@ -44,8 +52,9 @@ def _instance_type(core: Core, chainlet: ChainletManifest) -> str:
         raise Invalid(f"chainlet '{chainlet.name}': {exc}", code="INVALID_COMPUTE") from exc
 
 
-def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]:
-    """Checks the manifest and resolves instance types; touches no rows."""
+def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec], list[str]]:
+    """Checks the manifest, resolves instance types and image settings; touches no rows. Also
+    the warnings for the push output (settings honoured with a difference)."""
     entrypoints = _entrypoints(manifest)
     order = check_chain_graph(
         {c.name: c.dependencies for c in manifest.chainlets},
@@ -54,6 +63,11 @@ def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]
     )
     del order  # the check is what matters; rows keep the manifest's order
     entry = entrypoints[0]
+    images: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for c in manifest.chainlets:
+        images[c.name], notes = chainlet_image.check(c, core.interpreters)
+        warnings += notes
     specs = [
         ChainletSpec(
             name=c.name,
@@ -63,10 +77,11 @@ def plan(core: Core, manifest: DeployManifest) -> tuple[str, list[ChainletSpec]]
             pip_requirements=list(c.pip_requirements),
             secret_keys=list(c.secret_keys),
             instance_type_id=_instance_type(core, c),
+            image=images[c.name],
         )
         for c in manifest.chainlets
     ]
-    return entry, specs
+    return entry, specs, warnings
 
 
 def deploy(
@@ -79,12 +94,12 @@ def deploy(
         )
     if artifact_digest is None and manifest.source_file is not None:
         raise Invalid("source_file was given but no source archive", code="INVALID_MANIFEST")
-    entry, specs = plan(core, manifest)
+    entry, specs, warnings = plan(core, manifest)
     # Two first pushes of one chain name may race to create it; the unique constraint decides and
     # the loser retries, finding the winner's chain (Baseten's deploy_chain_atomic does the same).
     for attempt in range(3):
         try:
-            return _deploy_once(core, actor, manifest, entry, specs, artifact_digest)
+            return _deploy_once(core, actor, manifest, entry, specs, artifact_digest, warnings)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -98,6 +113,7 @@ def _deploy_once(
     entry: str,
     specs: list[ChainletSpec],
     artifact_digest: str | None,
+    image_warnings: list[str],
 ) -> DeployResponse:
     with core.db.write() as session:
         if manifest.chain_id is not None:
@@ -150,8 +166,15 @@ def _deploy_once(
         if env is not None:
             promotions.begin(session, actor, chain, env, deployment)
         session.flush()
+        warnings = image_warnings + [
+            secrets.missing_note(spec.name, missing)
+            for spec in specs
+            if (missing := secrets.missing_in(session, actor.workspace_id, spec.secret_keys))
+        ]
         response = DeployResponse(
-            chain_id=chain.id, chain_deployment=views.deployment_v1(deployment, core.catalogue)
+            chain_id=chain.id,
+            chain_deployment=views.deployment_v1(deployment, core.catalogue),
+            warnings=warnings,
         )
     core.wake_reconciler()
     return response

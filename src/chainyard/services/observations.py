@@ -44,6 +44,11 @@ class ChainletWork:
     source_file: str | None = None
     environment: str | None = None
     secret_keys: tuple[str, ...] = ()
+    # The deployment's entrypoint chainlet: the class the replica host imports the chain file by
+    # (a file with several chainlets and no `mark_entrypoint` names it on `chainyard push`).
+    entrypoint_name: str | None = None
+    # Image settings, assets and options (services/chainlet_image.py).
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Chainlet name -> id of the chainlets in the same deployment (dependencies' routes).
     sibling_ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -168,6 +173,8 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             ChainDeployment.source_file,
             ChainDeployment.environment,
             Chain.workspace_id,
+            ChainDeployment.entrypoint,
+            Chainlet.image,
         )
         .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
         .join(Chain, Chain.id == ChainDeployment.chain_id)
@@ -221,6 +228,8 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             source_file=r[15],
             environment=env_of.get(r[11], r[16]),
             secret_keys=tuple(r[10] or ()),
+            entrypoint_name=r[18],
+            image=dict(r[19] or {}),
             sibling_ids=siblings.get(r[11], {}),
         )
         for r in rows

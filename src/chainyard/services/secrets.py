@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from chainyard.domain.errors import Invalid, NotFound
 from chainyard.domain.ids import new_id
@@ -74,3 +76,26 @@ def values_for(core: Core, workspace_id: str, names: list[str]) -> dict[str, str
             select(Secret).where(Secret.workspace_id == workspace_id, Secret.name.in_(names))
         )
         return {row.name: core.cipher.decrypt(row.ciphertext) for row in rows}
+
+
+def missing_in(session: Session, workspace_id: str, names: Iterable[str]) -> list[str]:
+    """Which of `names` the workspace has no secret for, sorted."""
+    wanted = set(names)
+    if not wanted:
+        return []
+    found = set(
+        session.scalars(
+            select(Secret.name).where(Secret.workspace_id == workspace_id, Secret.name.in_(wanted))
+        )
+    )
+    return sorted(wanted - found)
+
+
+def missing_note(chainlet: str, names: list[str]) -> str:
+    """The push output's and build log's line about a chainlet's missing secrets."""
+    listed = ", ".join(repr(n) for n in names)
+    return (
+        f"chainlet '{chainlet}': secret{'s' if len(names) > 1 else ''} {listed} named in "
+        "assets.secret_keys not set in this workspace; reading it raises KeyError until it is set "
+        "(`chainyard secrets set NAME VALUE`) and the replicas restart"
+    )

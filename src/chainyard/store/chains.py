@@ -92,6 +92,9 @@ class Chainlet(Base):
     compute: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     pip_requirements: Mapped[list[str]] = mapped_column(JSON, default=list)
     secret_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Image settings, assets and options the build and replicas honour
+    # (services/chainlet_image.py); NULL for chainlets deployed before they were kept.
+    image: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     instance_type_id: Mapped[str] = mapped_column(String(64))
     autoscaling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20))

@@ -1,0 +1,1 @@
+VALUE = "from external_package_dirs"
