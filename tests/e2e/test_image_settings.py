@@ -111,6 +111,8 @@ def test_every_honoured_setting_reaches_the_chainlet(
     messages = "\n".join(line["message"] for line in logs)
     where = "the Ray node" if on_ray else "this host"
     assert f"apt packages installed on {where}: coreutils" in messages
+    # ChainletOptions.metadata is kept with the chainlet and shown in its build log.
+    assert 'metadata (ChainletOptions.metadata): {"owner": "search-team"}' in messages
 
 
 def _chain_with(

@@ -73,6 +73,7 @@ def _check(**fields: object) -> tuple[dict[str, object], list[str]]:
         ({"external_package_dirs": ["/abs"]}, "DockerImage.external_package_dirs"),
         ({"env_variables": {"BAD-NAME": "x"}}, "ChainletOptions.env_variables"),
         ({"apt_requirements": ["curl; rm -rf /"]}, "DockerImage.apt_requirements"),
+        ({"enable_b10_tracing": True}, "ChainletOptions.enable_b10_tracing"),
         (
             {"external_data": [{"url": "https://h/x", "local_data_path": "../x"}]},
             "Assets.external_data",
@@ -96,11 +97,13 @@ def test_honoured_settings_are_kept() -> None:
         apt_requirements=["curl", "curl"],
         env_variables={"A": "1"},
         truss_server_version_override="0.9.1",
+        metadata={"team": "search", "tags": [1, 2]},
     )
     assert image == {
         "requirements_file": {"dir": "deps", "requirements": ["a"]},
         "apt": ["curl"],
         "env": {"A": "1"},
+        "metadata": {"team": "search", "tags": [1, 2]},
         "warnings": warnings,
     }
     assert len(warnings) == 1 and "truss_server_version_override 0.9.1" in warnings[0]
@@ -164,7 +167,9 @@ def test_push_sends_every_setting_of_remote_config(tmp_path: pathlib.Path) -> No
             external_data=[truss_config.ExternalDataItem(url="https://h/x", local_data_path="x")],
             weights=[truss_config.WeightsSource(source="hf://o/m", mount_location="/w")],
         ),
-        options=chains.ChainletOptions(env_variables={"E": "1"}),
+        options=chains.ChainletOptions(
+            env_variables={"E": "1"}, metadata={"owner": "me"}, enable_b10_tracing=True
+        ),
         build_commands=["echo"],
     )
     described = image_settings.describe(config, tmp_path)
@@ -185,6 +190,8 @@ def test_push_sends_every_setting_of_remote_config(tmp_path: pathlib.Path) -> No
     assert described["weights"][0]["source"] == "hf://o/m"
     assert described["build_commands"] == ["echo"]
     assert described["instance_type_id"] == "1x2"
+    assert described["metadata"] == {"owner": "me"}
+    assert described["enable_b10_tracing"] is True
     # The manifest model takes every one of them.
     ChainletManifest(name="C", **described)
     baseten = image_settings.describe(

@@ -61,6 +61,11 @@ def describe(remote_config: Any, root: pathlib.Path) -> dict[str, Any]:
         out["build_commands"] = list(remote_config.build_commands)
     if compute.instance_type:
         out["instance_type_id"] = str(compute.instance_type)
+    options = remote_config.options
+    if options.metadata is not None:
+        out["metadata"] = options.metadata
+    if options.enable_b10_tracing:
+        out["enable_b10_tracing"] = True
     return out
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import pathlib
 import time
@@ -501,6 +502,9 @@ class Reconciler:
         the deploy's warnings about the chainlet's settings, and the secrets the workspace
         lacks."""
         result = await self.runtime.build(request)
+        if w.image.get("metadata") is not None:
+            described = f"metadata (ChainletOptions.metadata): {json.dumps(w.image['metadata'])}"
+            result = dataclasses.replace(result, log_lines=(described, *result.log_lines))
         notes = [str(n) for n in w.image.get("warnings") or []]
         if w.secret_keys:
             missing = await asyncio.to_thread(self._missing_secrets, w)

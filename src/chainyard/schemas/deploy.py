@@ -194,6 +194,16 @@ class ChainletManifest(BaseModel):
         default_factory=list,
         description="RemoteConfig.build_commands (refused: see docs/api-compatibility.md)",
     )
+    metadata: Any = Field(
+        default=None,
+        description="ChainletOptions.metadata: any JSON value describing the chainlet; kept with "
+        "it and written to its build log",
+    )
+    enable_b10_tracing: bool = Field(
+        default=False,
+        description="ChainletOptions.enable_b10_tracing (refused when true: see "
+        "docs/api-compatibility.md)",
+    )
 
 
 class DeployManifest(BaseModel):

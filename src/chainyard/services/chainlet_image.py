@@ -64,8 +64,18 @@ def check(c: ChainletManifest, interpreters: Interpreters) -> tuple[dict[str, An
             "chainyard builds no image and runs no shell commands at build; use "
             "apt_requirements (checked on the host) and pip requirements instead",
         )
+    if c.enable_b10_tracing:
+        raise _refuse(
+            name,
+            "ChainletOptions.enable_b10_tracing",
+            "Baseten's internal trace collection (data for Baseten's own engineers) has no "
+            "counterpart in chainyard; remove the option (per-chainlet request metrics are "
+            "at /metrics)",
+        )
     image: dict[str, Any] = {}
     warnings: list[str] = []
+    if c.metadata is not None:
+        image["metadata"] = c.metadata
     # Warnings the build log repeats from here (the runtime's build says which Python runs).
     later: list[str] = []
 

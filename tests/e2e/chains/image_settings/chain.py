@@ -30,7 +30,9 @@ class Inspect(chains.ChainletBase):
                 )
             ]
         ),
-        options=chains.ChainletOptions(env_variables={"CY_GREETING": "hi"}),
+        options=chains.ChainletOptions(
+            env_variables={"CY_GREETING": "hi"}, metadata={"owner": "search-team"}
+        ),
     )
 
     def __init__(self, context: chains.DeploymentContext = chains.depends_context()) -> None:
