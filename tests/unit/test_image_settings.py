@@ -178,6 +178,7 @@ def test_push_sends_every_setting_of_remote_config(tmp_path: pathlib.Path) -> No
         "name": "repo/python:3.10-slim",
         "python_version": "3.10",
         "python_executable_path": None,
+        "docker_auth": False,
     }
     assert described["requirements_file"]["requirements"] == ["a"]
     assert described["apt_requirements"] == ["curl"]
@@ -215,3 +216,19 @@ def test_apt_packages_are_checked_with_dpkg() -> None:
     ]
     with pytest.raises(apt.AptError, match="not installed on this host: chainyard-no-such-deb"):
         asyncio.run(apt.ensure(["chainyard-no-such-deb"], install=False))
+
+
+def test_a_custom_images_pull_settings_are_named_in_a_warning() -> None:
+    image, warnings = _check(
+        base_image={
+            "kind": "custom",
+            "name": "repo/python:3.11-slim",
+            "python_version": "3.11",
+            "python_executable_path": "/opt/py/bin/python",
+            "docker_auth": True,
+        }
+    )
+    unused = [w for w in warnings if "CustomImage" in w]
+    assert len(unused) == 1
+    assert "python_executable_path '/opt/py/bin/python' and docker_auth" in unused[0]
+    assert image["warnings"] == warnings

@@ -82,6 +82,7 @@ def _base_image(base: Any) -> dict[str, Any]:
         "name": image,
         "python_version": f"{match.group(1)}.{match.group(2)}" if match else None,
         "python_executable_path": base.python_executable_path,
+        "docker_auth": base.docker_auth is not None,
     }
 
 

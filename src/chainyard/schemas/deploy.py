@@ -104,6 +104,9 @@ class BaseImageSpec(BaseModel):
     python_executable_path: str | None = Field(
         default=None, description="CustomImage.python_executable_path"
     )
+    docker_auth: bool = Field(
+        default=False, description="Whether CustomImage.docker_auth is set (never its contents)"
+    )
 
 
 class RequirementsFileSpec(BaseModel):

@@ -94,6 +94,19 @@ def check(c: ChainletManifest, interpreters: Interpreters) -> tuple[dict[str, An
                 "system packages it holds must be on the host (list them in apt_requirements "
                 "to have the build check them)"
             )
+            # How to pull the image and where its Python lies: without the image, neither has
+            # a meaning here; say so rather than drop them quietly.
+            unused = []
+            if base.python_executable_path:
+                unused.append(f"python_executable_path {base.python_executable_path!r}")
+            if base.docker_auth:
+                unused.append("docker_auth")
+            if unused:
+                later.append(
+                    f"chainlet '{name}': CustomImage {' and '.join(unused)}: they describe the "
+                    "image, which is not pulled; the chainlet runs on the interpreter chosen by "
+                    "the image's Python version (the build log names it)"
+                )
         if base.python_version:
             image["python_version"] = base.python_version
         image["base_image"] = base.name
