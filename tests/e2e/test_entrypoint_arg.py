@@ -26,4 +26,5 @@ def test_entrypoint_named_on_the_command_line_is_served(live_server: LiveServer)
 def test_without_the_entrypoint_push_says_which_to_name(live_server: LiveServer) -> None:
     result = live_server.push(UNMARKED)
     assert result.returncode != 0
-    assert "Tag one Chainlet or provide the Chainlet class name" in result.stderr
+    assert "no entrypoint in" in result.stderr
+    assert "name the class on the command line" in result.stderr
