@@ -21,12 +21,12 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"runtime", "domain", "config", "archives", "interpreters"},
     # api/app.py (the composition root) also wires chainyard.metrics.
     "reconciler": {"reconciler", "services", "runtime", "domain"},
-    "gateway": {"gateway", "services", "runtime", "domain"},
+    "gateway": {"gateway", "services", "runtime", "domain", "abortable"},
     "autoscaler": {"autoscaler", "services", "domain"},
     "cluster": {"cluster", "services", "runtime", "domain"},
     "api": {"api", "services", "schemas", "domain", "archives"},
     # User chains run in replicas with truss_chains; they must not drag the server in.
-    "chains": {"chains"},
+    "chains": {"chains", "abortable"},
     "cli": {"cli", "api", "config", "domain", "services", "sdk", "schemas", "chains"},
     # The client library talks HTTP and speaks the wire models; nothing of the server.
     "sdk": {"sdk", "schemas"},

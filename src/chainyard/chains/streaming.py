@@ -23,8 +23,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+
+from chainyard.abortable import AbortableStream, StreamBrokenOff
 
 log = logging.getLogger("chainyard.replica")
 
@@ -33,32 +34,6 @@ log = logging.getLogger("chainyard.replica")
 QUEUE_CHUNKS = 64
 
 _END = object()
-
-
-class StreamBrokenOff(Exception):
-    """Ends a streamed response without its final chunk: the body's producer failed."""
-
-
-class AbortableStream(StreamingResponse):
-    """A streamed response that a `StreamBrokenOff` from its body ends without the final chunk.
-    Returning with the response incomplete makes the HTTP server close the connection (one log
-    line), where letting the exception escape would log it again with the server's traceback."""
-
-    def __init__(
-        self, *args: Any, on_close: Callable[[], None] = lambda: None, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except StreamBrokenOff:
-            return
-        finally:
-            # At once, whether the stream ended, broke off or the reader went away (an unfinished
-            # body iterator would otherwise be closed only when collected).
-            self._on_close()
 
 
 class _Failed:

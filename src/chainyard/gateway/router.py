@@ -16,9 +16,9 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chainyard.abortable import AbortableStream, StreamBrokenOff
 from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES, too_large_message
 from chainyard.gateway import bodies
-from chainyard.gateway.streams import AbortableStream, StreamBrokenOff
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
 log = logging.getLogger("chainyard.gateway")

@@ -99,6 +99,22 @@ async def _run(
     return await _guarded(call)
 
 
+async def ready_or_woken(
+    replicas: ReplicaRouter, core: Core, target: inference.Target
+) -> list[str]:
+    """Addresses of the ready replicas of the target's chainlet; with none, wakes its deployment
+    and holds the caller until one is ready (none when none became ready in time)."""
+    addresses = replicas.ready_addresses(target.chainlet_id)
+    if not addresses:
+        await run_in_threadpool(inference.wake, core, target.deployment_id)
+        addresses = await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
+    return addresses
+
+
+def not_ready() -> Response:
+    return inference_error(503, "no replica of the chain became ready in time", "model_not_ready")
+
+
 async def _dispatch(
     request: Request,
     core: Core,
@@ -112,14 +128,9 @@ async def _dispatch(
     for attempt in range(2):
         if resolve is not None and (attempt or not replicas.ready_addresses(target.chainlet_id)):
             target = await resolve()
-        addresses = replicas.ready_addresses(target.chainlet_id)
+        addresses = await ready_or_woken(replicas, core, target)
         if not addresses:
-            await run_in_threadpool(inference.wake, core, target.deployment_id)
-            addresses = await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
-        if not addresses:
-            return inference_error(
-                503, "no replica of the chain became ready in time", "model_not_ready"
-            )
+            return not_ready()
         try:
             return await replicas.forward(
                 request, target.chainlet_id, addresses, limit=target.predict_concurrency

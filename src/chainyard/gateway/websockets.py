@@ -41,7 +41,6 @@ from chainyard.services.context import Actor, Core
 
 log = logging.getLogger("chainyard.gateway")
 
-WAKE_TIMEOUT = routes.WAKE_TIMEOUT
 # As truss's server, which caps a message at 100 MiB.
 MAX_MESSAGE_BYTES = 100 * 2**20
 CONNECT_TIMEOUT = 10.0
@@ -170,14 +169,9 @@ async def _connect(
     none left, the target is resolved once more (a promotion may have just moved it)."""
     for _attempt in range(2):
         target = await resolve()
-        addresses = replicas.ready_addresses(target.chainlet_id)
+        addresses = await routes.ready_or_woken(replicas, core, target)
         if not addresses:
-            await run_in_threadpool(inference.wake, core, target.deployment_id)
-            addresses = await replicas.wait_for_replica(target.chainlet_id, WAKE_TIMEOUT)
-        if not addresses:
-            return inference_error(
-                503, "no replica of the chain became ready in time", "model_not_ready"
-            )
+            return routes.not_ready()
         # Least loaded first: open connections count as load.
         for address in sorted(addresses, key=lambda a: replicas.load[a]):
             try:
