@@ -6,6 +6,7 @@ import dataclasses
 import os
 import pathlib
 import socket
+from collections.abc import Iterable
 
 from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES
 from chainyard.store.db import sqlite_url
@@ -67,6 +68,9 @@ class ServerConfig:
     # apt_requirements on this host (local runtime only).
     pythons: dict[str, str] = dataclasses.field(default_factory=dict)
     install_apt_packages: bool = False
+    # Variables of the server's environment that replicas get too (runtime/replica_env.py):
+    # a replica's environment is otherwise built from scratch, never the server's.
+    pass_env: tuple[str, ...] = ()
     # Largest request body of the management API, except the deploy upload (which may carry a
     # source archive).
     max_request_bytes: int = 16 * 2**20
@@ -121,6 +125,8 @@ class ServerConfig:
             cfg.max_body_bytes = parse_size(
                 env["CHAINYARD_MAX_BODY_BYTES"], "CHAINYARD_MAX_BODY_BYTES"
             )
+        if "CHAINYARD_PASS_ENV" in env:
+            cfg.pass_env = parse_names(env["CHAINYARD_PASS_ENV"])
         if "CHAINYARD_PYTHONS" in env:
             cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
@@ -154,3 +160,13 @@ def parse_size(text: str, what: str = "size") -> int:
     if size < 1:
         raise ValueError(f"{what}: {text!r}: the size must be at least 1 byte")
     return size
+
+
+def parse_names(value: str | Iterable[str]) -> tuple[str, ...]:
+    """`A,B` or ["A", "B"] → ("A", "B"); each must be a valid variable name."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(n.strip() for n in items if n.strip())
+    bad = [n for n in names if not n.replace("_", "a").isalnum() or n[0].isdigit()]
+    if bad:
+        raise ValueError(f"not environment variable names: {', '.join(bad)}")
+    return names

@@ -70,13 +70,21 @@ def serve(
             help="Let builds apt-get install a chainlet's missing apt_requirements on this host",
         ),
     ] = False,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME of a variable of the server's environment that replicas get too "
+            "(repeatable; env CHAINYARD_PASS_ENV=A,B); their environment is otherwise built "
+            "from scratch"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
     import uvicorn
 
     from chainyard.api.app import create_app
-    from chainyard.config import ServerConfig, parse_pythons, parse_size
+    from chainyard.config import ServerConfig, parse_names, parse_pythons, parse_size
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -101,6 +109,7 @@ def serve(
             max_body_bytes=body_limit,
             pythons=parse_pythons(python) or None,
             install_apt_packages=install_apt_packages or None,
+            pass_env=parse_names(pass_env) if pass_env else None,
         )
     except ValueError as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)

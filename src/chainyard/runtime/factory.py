@@ -27,6 +27,7 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             config.data_dir.resolve(),
             interpreters=Interpreters(config.pythons),
             install_apt=config.install_apt_packages,
+            pass_env=config.pass_env,
         )
     if config.install_apt_packages:
         raise UnknownRuntime(
@@ -49,5 +50,6 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             address=config.ray_address,
             unschedulable_timeout=config.ray_unschedulable_timeout,
             data_root=config.ray_data_dir,
+            pass_env=config.pass_env,
         )
     raise UnknownRuntime(f"unknown runtime '{config.runtime}' (simulated, local, ray)")

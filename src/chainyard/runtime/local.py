@@ -17,7 +17,7 @@ import os
 import pathlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -25,7 +25,7 @@ import aiohttp
 from chainyard import archives
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import apt, envs, gpus, health_verdicts
+from chainyard.runtime import apt, envs, gpus, health_verdicts, replica_env
 from chainyard.runtime import data_dir as chainlet_data
 from chainyard.runtime.base import (
     BuildRequest,
@@ -79,8 +79,12 @@ class LocalRuntime(RuntimeBackend):
         health_interval: float = HEALTH_INTERVAL,
         interpreters: Interpreters | None = None,
         install_apt: bool = False,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
+        # The server's variables replicas get too; their environment is otherwise built from
+        # scratch (runtime/replica_env.py).
+        self.pass_env = tuple(pass_env)
         self.health_interval = health_interval
         self.interpreters = interpreters or Interpreters()
         # `chainyard serve --install-apt-packages`: apt_requirements missing on this host are
@@ -369,6 +373,12 @@ class LocalRuntime(RuntimeBackend):
             "notes": notes,
         }
 
+    def _home(self, deployment_id: str) -> pathlib.Path:
+        """HOME of a deployment's replicas: scratch space of their own (caches land there)."""
+        home = self.data_dir / "scratch" / deployment_id
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
     def _host_env(self, spec: ReplicaSpec) -> dict[str, str]:
         """What a host's environment adds for the chainlet: its `env_variables` and its
         `external_package_dirs` on PYTHONPATH. Set on the host, before the chain is imported, as
@@ -378,7 +388,7 @@ class LocalRuntime(RuntimeBackend):
         if dirs and spec.artifact_path is not None:
             source = self.source_dir(spec.artifact_path.name.split(".")[0])
             paths = [str(source / d) for d in dirs]
-            existing = added.get("PYTHONPATH") or os.environ.get("PYTHONPATH")
+            existing = added.get("PYTHONPATH")
             added["PYTHONPATH"] = os.pathsep.join(paths + ([existing] if existing else []))
         return added
 
@@ -414,7 +424,9 @@ class LocalRuntime(RuntimeBackend):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
                 cwd=str(source),
-                env={**os.environ, **host_env, "PYTHONUNBUFFERED": "1"},
+                env=replica_env.replica_env(
+                    home=self._home(key[0]), pass_through=self.pass_env, chainlet_env=host_env
+                ),
             )
         finally:
             stderr.close()

@@ -20,10 +20,11 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import pathlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -153,8 +154,12 @@ class RayRuntime(RuntimeBackend):
         unschedulable_timeout: float = DEFAULT_UNSCHEDULABLE_TIMEOUT,
         data_root: str | None = None,
         health_interval: float = HEALTH_INTERVAL,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
+        # The variables replicas get from their node's environment; the rest is built from
+        # scratch (runtime/replica_env.py).
+        self.pass_env = tuple(pass_env)
         # None starts a Ray of our own on this machine ("local"); "auto" is Ray's discovery.
         self.address = address or "local"
         self.unschedulable_timeout = unschedulable_timeout
@@ -367,6 +372,9 @@ class RayRuntime(RuntimeBackend):
             "predict_concurrency": spec.predict_concurrency,
             "data_root": self.data_root,
             "image": dict(spec.image),
+            # The operator's named variables, with the server's values (as on the local
+            # runtime): the nodes' own environments may lack them.
+            "pass_env": {n: os.environ[n] for n in self.pass_env if n in os.environ},
             "limits": {
                 # CUDA reserves address space far beyond memory use: no address-space cap on
                 # GPU replicas (Ray's memory monitor still watches the node).

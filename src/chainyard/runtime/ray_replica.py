@@ -25,9 +25,6 @@ import threading
 import time
 from typing import Any
 
-# The cluster's credentials are the worker's, not the user's chain's.
-_PRIVATE_ENV = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
 
 def environment_ready() -> str:
     """A no-op run in a chainlet's runtime_env: Ray builds the environment to run it."""
@@ -109,16 +106,26 @@ class ChainletReplica:
 
         # The chainlet's data dir on this node: its DockerImage.data_dir and external_data.
         data_dir.prepare(pathlib.Path(fork["data_dir"]), source, image)
-        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        from chainyard.runtime import replica_env
+
         # ChainletOptions.env_variables and external_package_dirs, set before the chain is
-        # imported, as a container's environment is on Baseten.
-        env.update({str(k): str(v) for k, v in (image.get("env") or {}).items()})
+        # imported, as a container's environment is on Baseten; the rest of the environment is
+        # built from scratch, never the worker's (it holds the node's and Ray's own secrets).
+        chainlet = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
         dirs = [str(source / d) for d in image.get("package_dirs") or []]
         if dirs:
-            env["PYTHONPATH"] = os.pathsep.join([*dirs, env.get("PYTHONPATH", "")]).rstrip(
-                os.pathsep
-            )
-        env["PYTHONUNBUFFERED"] = "1"
+            chainlet["PYTHONPATH"] = os.pathsep.join(dirs)
+        home = self._dir / "home"
+        home.mkdir(exist_ok=True)
+        passed: dict[str, str] = command.get("pass_env") or {}
+        env = replica_env.replica_env(home=home, chainlet_env=chainlet)
+        env.update(passed)
+        env.update(chainlet)  # the chainlet's own variables win, as on the local runtime
+        # Ray puts the runtime_env's packages and working_dir on the worker's PYTHONPATH: paths,
+        # no secrets, and the host needs them.
+        worker_path = os.environ.get("PYTHONPATH")
+        if worker_path:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), worker_path]))
         with open(self._dir / "host.log", "ab") as host_log:
             self._host = subprocess.Popen(
                 [
