@@ -159,6 +159,9 @@ def test_serve_answers_healthz(tmp_path: pathlib.Path) -> None:
             time.sleep(0.2)
         assert health is not None and health.status_code == 200, "serve never became healthy"
         assert health.json()["status"] == "ok"
+        # The operator sees which protections of docs/security.md are active.
+        assert health.json()["protections"]["clean_replica_environment"] == "on"
+        assert health.json()["protections"]["replica_sandbox"] == "off"
         chains = httpx.get(
             f"http://127.0.0.1:{port}/v1/chains",
             headers={"Authorization": "Bearer clitest1.abcdefghijklmnopqrstuvwxyz"},
@@ -169,11 +172,12 @@ def test_serve_answers_healthz(tmp_path: pathlib.Path) -> None:
     finally:
         process.terminate()
         try:
-            process.communicate(timeout=15)
+            _, banner = process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.communicate()
+            _, banner = process.communicate()
     assert process.returncode is not None
+    assert "protections: clean_replica_environment on, replica_sandbox off" in banner
 
 
 def test_serve_refuses_a_short_bootstrap_key_with_a_message(tmp_path: pathlib.Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from chainyard import __version__, heap
+from chainyard import __version__, heap, protections
 from chainyard.api import errors, in_flight, json_bodies, limits
 from chainyard.api.routes import (
     api_keys,
@@ -263,6 +263,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
                 "runtime": backend.name,
                 "server_id": membership.server_id,
                 "leader": membership.leader,
+                "protections": protections.active(backend.name),
             }
         )
 

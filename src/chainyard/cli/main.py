@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from chainyard import protections
 from chainyard.cli import admin, commands, local_server
 
 app = typer.Typer(
@@ -130,6 +131,7 @@ def serve(
     key_file = application.state.initial_key_file
     if key_file is not None:
         typer.echo(f"created an admin API key for workspace 'default' in {key_file}", err=True)
+    typer.echo(protections.banner(config.runtime), err=True)
     # So that the CLI on this machine finds that key with no flags, wherever it runs.
     local_server.remember(port, config.data_dir)
     typer.echo(
