@@ -7,9 +7,11 @@ from typing import Any
 
 from chainyard.domain.instance_types import default_catalogue
 from chainyard.runtime.ray_backend import (
-    ACCELERATOR_SHARE,
     _actor_error,
     _env_error,
+)
+from chainyard.runtime.ray_resources import (
+    ACCELERATOR_SHARE,
     placement_problem,
     replica_resources,
 )

@@ -25,16 +25,14 @@ import aiohttp
 from chainyard import archives
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import apt, envs, gpus, health_verdicts, replica_env
-from chainyard.runtime import data_dir as chainlet_data
+from chainyard.runtime import envs, gpus, health_verdicts, replica_env
 from chainyard.runtime.base import (
-    BuildRequest,
-    BuildResult,
     ReplicaPhase,
     ReplicaSpec,
     ReplicaState,
     RuntimeBackend,
 )
+from chainyard.runtime.local_builds import LocalBuilds
 
 log = logging.getLogger("chainyard.runtime.local")
 
@@ -69,7 +67,7 @@ class _Host:
         self.reader: asyncio.Task[None] | None = None
 
 
-class LocalRuntime(RuntimeBackend):
+class LocalRuntime(LocalBuilds, RuntimeBackend):
     name = "local"
 
     def __init__(
@@ -137,93 +135,6 @@ class LocalRuntime(RuntimeBackend):
                 if b"chainyard.chains.host" in cmdline:
                     os.kill(pid, signal.SIGKILL)
             run_file.unlink(missing_ok=True)
-
-    # -- builds ----------------------------------------------------------------------------
-
-    def source_dir(self, digest: str) -> pathlib.Path:
-        return self._sources / digest
-
-    async def build(self, request: BuildRequest) -> BuildResult:
-        lines: list[str] = []
-        if request.artifact_path is None:
-            return BuildResult(ok=False, message="the deployment has no source archive to run")
-        digest = request.artifact_path.name.split(".")[0]
-        try:
-            await asyncio.to_thread(
-                archives.extract, request.artifact_path, self.source_dir(digest)
-            )
-        except (archives.ArchiveError, OSError) as exc:
-            return BuildResult(ok=False, message=f"cannot unpack the source: {exc}")
-        lines.append(f"source unpacked ({digest[:12]})")
-        image = request.image
-        warnings: list[str] = []
-        try:
-            lines += await apt.ensure(list(image.get("apt", [])), install=self.install_apt)
-        except apt.AptError as exc:
-            return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
-        missing_base = envs.baseline_missing()
-        if missing_base:
-            warnings.append(
-                "the server's environment lacks packages that truss's serving image always "
-                f"provides: {', '.join(missing_base)}; install chainyard with its dependencies "
-                "(make install)"
-            )
-        try:
-            python, env_log, python_note = await self._environment(
-                request.deployment_id,
-                request.chainlet_name,
-                request.pip_requirements,
-                image,
-                digest,
-            )
-        except envs.EnvBuildError as exc:
-            return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
-        except ValueError as exc:
-            return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines))
-        if python_note:
-            warnings.append(python_note)
-        lines += env_log
-        if chainlet_data.wanted(image):
-            target = self._data_dir(request.deployment_id, request.chainlet_name)
-            try:
-                lines += await asyncio.to_thread(
-                    chainlet_data.prepare, target, self.source_dir(digest), image
-                )
-            except (chainlet_data.DataDirError, OSError) as exc:
-                return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines))
-        self._pythons[request.chainlet_id] = python
-        return BuildResult(ok=True, log_lines=tuple(lines), warnings=tuple(warnings))
-
-    async def _environment(
-        self,
-        deployment_id: str,
-        chainlet: str,
-        pip_requirements: tuple[str, ...],
-        image: dict[str, Any],
-        digest: str,
-    ) -> tuple[str, list[str], str | None]:
-        """The chainlet's interpreter, the build log lines, and the note when its base image's
-        Python is not the one that runs it. ValueError when it cannot run here at all."""
-        choice = self.interpreters.choose(
-            image.get("python_version"),
-            f"chainlet '{chainlet}': DockerImage.base_image {image.get('base_image')}",
-        )
-        if choice.refusal:
-            raise ValueError(choice.refusal)
-        note = choice.warning if "base_image" in image else None
-        requirements = list(pip_requirements)
-        cwd = self.source_dir(digest)
-        from_file = image.get("requirements_file")
-        if from_file:
-            requirements += list(from_file.get("requirements", []))
-            cwd = cwd / str(from_file.get("dir") or ".")
-        python, log = await envs.ensure_env(
-            self._envs, requirements, base=choice, cwd=cwd, source_key=digest
-        )
-        return python, log, note
-
-    def _data_dir(self, deployment_id: str, chainlet: str) -> pathlib.Path:
-        return self.data_dir / "chainlet-data" / deployment_id / chainlet
 
     # -- replicas --------------------------------------------------------------------------
 
