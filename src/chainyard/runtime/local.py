@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from chainyard import archives
+from chainyard import archives, server_lock
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
 from chainyard.runtime import apt, envs, gpus, health_verdicts
@@ -95,6 +95,7 @@ class LocalRuntime(RuntimeBackend):
         self._replicas: dict[str, _Replica] = {}
         self._session: aiohttp.ClientSession | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._lock: server_lock.ServerLock | None = None
         self._cpu_cursor = 0
         self._log_offsets: dict[str, int] = {}
         # Lines of the runtime's own about replicas (health decisions), for drain_logs.
@@ -105,6 +106,11 @@ class LocalRuntime(RuntimeBackend):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Leftover replicas are reaped only under the data dir's lock (server_lock.py): `chainyard
+        # serve` took it already (this shares it); a runtime started otherwise takes it here, and
+        # fails rather than kill the replicas of a live server on this data dir.
+        if self._lock is None:
+            self._lock = server_lock.hold(self.data_dir)
         for folder in (self._sources, self._envs, self._run, self._logs):
             folder.mkdir(parents=True, exist_ok=True)
         self._kill_leftovers()
@@ -122,6 +128,9 @@ class LocalRuntime(RuntimeBackend):
         self._replicas.clear()
         if self._session is not None:
             await self._session.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _kill_leftovers(self) -> None:
         """Replicas recorded by an earlier server that are still alive (it was killed): stop them,
