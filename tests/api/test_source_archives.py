@@ -91,3 +91,51 @@ def test_archive_needs_source_file_and_source_file_needs_archive(api: Api) -> No
     assert alone.status_code == 400
     assert "archive" in alone.json()["error"]
     assert name not in chain_names(api)
+
+
+def folder(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+def stored_archives(api: Api) -> set[str]:
+    return {p.name for p in (api.config.data_dir / "artifacts").rglob("*") if p.is_file()}
+
+
+def test_folders_count_toward_the_entry_limit(api: Api) -> None:
+    """10,000 folders and the chain file: one entry too many (folders once went uncounted)."""
+    before = stored_archives(api)
+    name, response = push(api, archive(file("chain.py"), *(folder(f"d{i}") for i in range(10_000))))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["code"] == "INVALID_ARCHIVE"
+    assert "more than 10000 entries (files and folders)" in body["error"]
+    assert name not in chain_names(api)
+    assert stored_archives(api) == before
+
+    # Exactly at the limit is accepted.
+    name, response = push(api, archive(file("chain.py"), *(folder(f"d{i}") for i in range(9_999))))
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+
+
+def test_folders_a_path_implies_count_too(api: Api) -> None:
+    # 101 files, each 99 folders deep: no folder member, yet 10,100 folders when extracted.
+    deep = "/".join(f"f{j}" for j in range(98))
+    members = [file("chain.py"), *(file(f"top{i}/{deep}/m.py") for i in range(101))]
+    name, response = push(api, archive(*members))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    assert "more than 10000 entries" in response.json()["error"]  # type: ignore[attr-defined]
+    assert name not in chain_names(api)
+
+
+def test_a_refused_archive_keeps_the_same_bytes_stored_for_another_deployment(api: Api) -> None:
+    """The same archive with a source_file it lacks is refused; the copy an earlier deployment
+    uses stays."""
+    source = archive(file("chain.py"), file("pkg/util.py"))
+    _, ok = push(api, source)
+    assert ok.status_code == 200, ok.text  # type: ignore[attr-defined]
+    stored = stored_archives(api)
+    _, refused = push(api, source, source_file="missing.py")
+    assert refused.status_code == 400  # type: ignore[attr-defined]
+    assert stored_archives(api) == stored
