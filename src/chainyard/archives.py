@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 
 # Every entry counts: files, folders, and the folders a member's path implies (each costs an inode
 # and a disk block when extracted; 20,000 folders unpacked to 79 MB when only files counted).
@@ -19,8 +20,50 @@ class ArchiveError(ValueError):
     """The archive is unsafe or not an archive; the message says which member and why."""
 
 
+# What a filesystem can create: a name (one path component) of at most 255 bytes (ext4, xfs,
+# btrfs, tmpfs), and a whole member path short enough to stay under PATH_MAX (4096) once it sits
+# in the server's extraction folder.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
+
+
+def _check_name(name: str) -> None:
+    """A name every filesystem we extract to can create, refused at deploy rather than at build.
+    Control characters and bytes that are not UTF-8 are refused too: harmless to the kernel,
+    they break logs, terminals and tools that handle the source later."""
+    if not name:
+        raise ArchiveError("an archive member has an empty name")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        # tarfile hands bytes that are not UTF-8 over as lone surrogates.
+        raise ArchiveError(f"archive member {name!r} has a name that is not valid UTF-8") from None
+    odd = next((c for c in name if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if odd is not None:
+        what = "a NUL byte" if odd == "\0" else f"the control character {odd!r}"
+        raise ArchiveError(f"archive member {name!r} has {what} in its name")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise ArchiveError(
+            f"archive member {_shown(name)} has a path of {len(encoded)} bytes; "
+            f"the limit is {MAX_PATH_BYTES}"
+        )
+    for part in name.split("/"):
+        size = len(part.encode("utf-8"))
+        if size > MAX_NAME_BYTES:
+            raise ArchiveError(
+                f"archive member {_shown(name)} has a file or folder name of {size} bytes "
+                f"({_shown(part, 40)}); the limit is {MAX_NAME_BYTES}"
+            )
+
+
+def _shown(name: str, keep: int = 80) -> str:
+    """The name for a message: quoted, and cut when long (the error must stay readable)."""
+    return repr(name) if len(name) <= keep else f"{name[:keep]!r}... ({len(name)} characters)"
+
+
 def _check_member(member: tarfile.TarInfo) -> None:
     name = member.name
+    _check_name(name)
     path = pathlib.PurePosixPath(name)
     if path.is_absolute() or name.startswith(("/", "\\")):
         raise ArchiveError(f"archive member {name!r} has an absolute path")
@@ -69,6 +112,17 @@ def check(path: pathlib.Path, must_contain: str | None = None) -> int:
     return len(entries)
 
 
+def reason_without_paths(exc: BaseException) -> str:
+    """Why an extraction failed, in words that name none of the server's paths."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, tarfile.FilterError):
+        return "refused by the extraction filter (a link, special file or path out of the folder)"
+    if isinstance(exc, tarfile.TarError | EOFError):
+        return "the archive is damaged"
+    return type(exc).__name__
+
+
 def extract(archive: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
     """Extracts into `target` (once: an existing target is reused). Atomic: a crash mid-way
     leaves no half-extracted folder."""
@@ -77,16 +131,32 @@ def extract(archive: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
     check(archive)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
+    current: list[str] = []
+
+    def members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+        for member in tar:
+            current[:] = [member.name]
+            yield member
+        current.clear()
+
     try:
         with tarfile.open(archive, "r:*") as tar:
             # The "data" filter refuses links out, device files and absolute paths on its own;
             # `check` above already refused them with clearer messages.
-            tar.extractall(staging, filter="data")
+            tar.extractall(staging, members=members(tar), filter="data")
         try:
             os.rename(staging, target)
         except OSError:
             if not target.is_dir():
                 raise
+    except ArchiveError:
+        raise
+    except (OSError, ValueError, tarfile.TarError, EOFError) as exc:
+        # The message reaches the tenant (build logs, deployment status): it names the member
+        # and the reason, never the server's folders, which str(OSError) and the tarfile
+        # filter's messages show.
+        where = f"archive member {_shown(current[0])}" if current else "the archive"
+        raise ArchiveError(f"cannot extract {where}: {reason_without_paths(exc)}") from exc
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

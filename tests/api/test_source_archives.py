@@ -139,3 +139,51 @@ def test_a_refused_archive_keeps_the_same_bytes_stored_for_another_deployment(ap
     _, refused = push(api, source, source_file="missing.py")
     assert refused.status_code == 400  # type: ignore[attr-defined]
     assert stored_archives(api) == stored
+
+
+def named(name: str, **options: object) -> bytes:
+    """An archive of chain.py and one file called `name`, written as tarfile can (PAX keeps a
+    NUL or a newline; GNU with surrogateescape writes bytes that are not UTF-8)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", **options) as tar:  # type: ignore[call-overload]
+        for member in ("chain.py", name):
+            info = tarfile.TarInfo(member)
+            info.size = 6
+            tar.addfile(info, io.BytesIO(b"x = 1\n"))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "needle"),
+    [
+        ("a" * 256 + ".py", {}, "a file or folder name of 259 bytes"),
+        ("pkg/" + "é" * 128 + "/m.py", {}, "a file or folder name of 256 bytes"),
+        ("/".join(["d" * 200] * 6) + "/m.py", {}, "has a path of 1210 bytes"),
+        ("é\x00x.py", {}, "NUL byte"),
+        ("a\nb.py", {}, "control character '\\n'"),
+        (
+            "\udcff.py",
+            {"format": tarfile.GNU_FORMAT, "errors": "surrogateescape"},
+            "not valid UTF-8",
+        ),
+    ],
+    ids=["long-name", "long-multibyte-name", "long-path", "nul", "newline", "not-utf8"],
+)
+def test_names_the_filesystem_cannot_create_are_refused_at_deploy(
+    api: Api, name: str, options: dict[str, object], needle: str
+) -> None:
+    before = stored_archives(api)
+    chain, response = push(api, named(name, **options))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["code"] == "INVALID_ARCHIVE"
+    assert needle in body["error"]
+    assert "archive member" in body["error"]
+    assert chain not in chain_names(api)
+    assert stored_archives(api) == before
+
+
+def test_long_names_within_the_limits_are_accepted(api: Api) -> None:
+    name = "pkg/" + "é" * 127 + "/" + "m" * 252 + ".py"  # 254 and 255 bytes
+    _, response = push(api, named(name))
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]

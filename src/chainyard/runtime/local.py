@@ -157,8 +157,13 @@ class LocalRuntime(RuntimeBackend):
             await asyncio.to_thread(
                 archives.extract, request.artifact_path, self.source_dir(digest)
             )
-        except (archives.ArchiveError, OSError) as exc:
+        except archives.ArchiveError as exc:
             return BuildResult(ok=False, message=f"cannot unpack the source: {exc}")
+        except OSError as exc:
+            # Not str(exc): it names the server's folders, and the tenant reads this message.
+            log.warning("unpacking %s failed: %s", request.artifact_path, exc)
+            reason = archives.reason_without_paths(exc)
+            return BuildResult(ok=False, message=f"cannot unpack the source: {reason}")
         lines.append(f"source unpacked ({digest[:12]})")
         image = request.image
         warnings: list[str] = []
@@ -249,7 +254,15 @@ class LocalRuntime(RuntimeBackend):
         digest = spec.artifact_path.name.split(".")[0]
         source = self.source_dir(digest)
         if not source.is_dir():
-            await asyncio.to_thread(archives.extract, spec.artifact_path, source)
+            try:
+                await asyncio.to_thread(archives.extract, spec.artifact_path, source)
+            except (archives.ArchiveError, OSError) as exc:
+                reason = exc if isinstance(exc, archives.ArchiveError) else None
+                self._fail(
+                    replica,
+                    f"cannot unpack the source: {reason or archives.reason_without_paths(exc)}",
+                )
+                return
         if python is None:
             # The server restarted since the build: the environment is cached, so this is quick.
             try:
