@@ -62,7 +62,7 @@ def test_unknown_fields_are_refused_where_the_spec_closes_the_object(api: Api) -
 def test_an_archive_with_too_many_files_is_refused(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(archives, "MAX_FILES", 5)
+    monkeypatch.setattr(archives, "MAX_ENTRIES", 5)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         for i in range(6):
@@ -80,7 +80,7 @@ def test_an_archive_with_too_many_files_is_refused(
         },
     )
     assert response.status_code == 400, response.text
-    assert "more than 5 files" in response.json()["error"]
+    assert "more than 5 entries" in response.json()["error"]
     assert api.get("/v1/chains").json()["chains"] == []
 
 

@@ -91,3 +91,99 @@ def test_archive_needs_source_file_and_source_file_needs_archive(api: Api) -> No
     assert alone.status_code == 400
     assert "archive" in alone.json()["error"]
     assert name not in chain_names(api)
+
+
+def folder(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+def stored_archives(api: Api) -> set[str]:
+    return {p.name for p in (api.config.data_dir / "artifacts").rglob("*") if p.is_file()}
+
+
+def test_folders_count_toward_the_entry_limit(api: Api) -> None:
+    """10,000 folders and the chain file: one entry too many (folders once went uncounted)."""
+    before = stored_archives(api)
+    name, response = push(api, archive(file("chain.py"), *(folder(f"d{i}") for i in range(10_000))))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["code"] == "INVALID_ARCHIVE"
+    assert "more than 10000 entries (files and folders)" in body["error"]
+    assert name not in chain_names(api)
+    assert stored_archives(api) == before
+
+    # Exactly at the limit is accepted.
+    name, response = push(api, archive(file("chain.py"), *(folder(f"d{i}") for i in range(9_999))))
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+
+
+def test_folders_a_path_implies_count_too(api: Api) -> None:
+    # 101 files, each 99 folders deep: no folder member, yet 10,100 folders when extracted.
+    deep = "/".join(f"f{j}" for j in range(98))
+    members = [file("chain.py"), *(file(f"top{i}/{deep}/m.py") for i in range(101))]
+    name, response = push(api, archive(*members))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    assert "more than 10000 entries" in response.json()["error"]  # type: ignore[attr-defined]
+    assert name not in chain_names(api)
+
+
+def test_a_refused_archive_keeps_the_same_bytes_stored_for_another_deployment(api: Api) -> None:
+    """The same archive with a source_file it lacks is refused; the copy an earlier deployment
+    uses stays."""
+    source = archive(file("chain.py"), file("pkg/util.py"))
+    _, ok = push(api, source)
+    assert ok.status_code == 200, ok.text  # type: ignore[attr-defined]
+    stored = stored_archives(api)
+    _, refused = push(api, source, source_file="missing.py")
+    assert refused.status_code == 400  # type: ignore[attr-defined]
+    assert stored_archives(api) == stored
+
+
+def named(name: str, **options: object) -> bytes:
+    """An archive of chain.py and one file called `name`, written as tarfile can (PAX keeps a
+    NUL or a newline; GNU with surrogateescape writes bytes that are not UTF-8)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", **options) as tar:  # type: ignore[call-overload]
+        for member in ("chain.py", name):
+            info = tarfile.TarInfo(member)
+            info.size = 6
+            tar.addfile(info, io.BytesIO(b"x = 1\n"))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "needle"),
+    [
+        ("a" * 256 + ".py", {}, "a file or folder name of 259 bytes"),
+        ("pkg/" + "é" * 128 + "/m.py", {}, "a file or folder name of 256 bytes"),
+        ("/".join(["d" * 200] * 6) + "/m.py", {}, "has a path of 1210 bytes"),
+        ("é\x00x.py", {}, "NUL byte"),
+        ("a\nb.py", {}, "control character '\\n'"),
+        (
+            "\udcff.py",
+            {"format": tarfile.GNU_FORMAT, "errors": "surrogateescape"},
+            "not valid UTF-8",
+        ),
+    ],
+    ids=["long-name", "long-multibyte-name", "long-path", "nul", "newline", "not-utf8"],
+)
+def test_names_the_filesystem_cannot_create_are_refused_at_deploy(
+    api: Api, name: str, options: dict[str, object], needle: str
+) -> None:
+    before = stored_archives(api)
+    chain, response = push(api, named(name, **options))
+    assert response.status_code == 400, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["code"] == "INVALID_ARCHIVE"
+    assert needle in body["error"]
+    assert "archive member" in body["error"]
+    assert chain not in chain_names(api)
+    assert stored_archives(api) == before
+
+
+def test_long_names_within_the_limits_are_accepted(api: Api) -> None:
+    name = "pkg/" + "é" * 127 + "/" + "m" * 252 + ".py"  # 254 and 255 bytes
+    _, response = push(api, named(name))
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]

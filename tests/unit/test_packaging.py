@@ -35,10 +35,22 @@ def test_ignores_caches_vcs_and_listed_patterns(tmp_path: pathlib.Path) -> None:
 
 
 def test_too_many_files_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packaging, "MAX_FILES", 3)
+    monkeypatch.setattr(packaging, "MAX_ENTRIES", 3)
     for i in range(4):
         (tmp_path / f"m{i}.py").write_text("")
-    with pytest.raises(packaging.PackagingError, match="files"):
+    with pytest.raises(packaging.PackagingError, match="4 files and folders"):
+        packaging.pack(tmp_path)
+
+
+def test_folders_count_toward_the_limit(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on the server: two files in two nested folders are four entries.
+    monkeypatch.setattr(packaging, "MAX_ENTRIES", 3)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "chain.py").write_text("")
+    (tmp_path / "a" / "x.py").write_text("")
+    with pytest.raises(packaging.PackagingError, match="4 files and folders"):
         packaging.pack(tmp_path)
 
 

@@ -9,7 +9,8 @@ import tarfile
 import pathspec
 
 MAX_ARCHIVE_BYTES = 100 * 1024 * 1024
-MAX_FILES = 10_000
+# The server's limit (archives.MAX_ENTRIES): files and the folders their paths imply.
+MAX_ENTRIES = 10_000
 # Never worth shipping: version control, caches, virtualenvs and chainyard's own data dir.
 ALWAYS_IGNORED = [
     ".git/",
@@ -62,8 +63,12 @@ def _parents(rel: str) -> list[str]:
 def pack(root: pathlib.Path) -> bytes:
     """The directory as .tar.gz bytes, with limits on size and file count."""
     files = included_files(root)
-    if len(files) > MAX_FILES:
-        raise PackagingError(f"{root} has {len(files)} files to ship; the limit is {MAX_FILES}")
+    folders = {p for f in files for p in _parents(f.relative_to(root).as_posix())}
+    entries = len(files) + len(folders)
+    if entries > MAX_ENTRIES:
+        raise PackagingError(
+            f"{root} has {entries} files and folders to ship; the limit is {MAX_ENTRIES}"
+        )
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in files:

@@ -117,8 +117,23 @@ def serve(
         raise typer.Exit(2) from exc
     from sqlalchemy.exc import SQLAlchemyError
 
+    from chainyard import server_lock
     from chainyard.domain.errors import ChainyardError
+    from chainyard.store.db import is_sqlite_url
 
+    # Before anything touches the data dir or the store (migrations, the lease, the runtime's
+    # reaping of leftover replicas): a second server on a live server's data dir stops here.
+    try:
+        shared = not is_sqlite_url(config.effective_database_url)
+        server_lock.hold(config.data_dir, server_id=config.effective_server_id if shared else None)
+    except server_lock.DataDirInUse as exc:
+        typer.echo(f"chainyard: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (ValueError, OSError) as exc:
+        typer.echo(
+            f"chainyard: cannot start: cannot lock data dir {config.data_dir}: {exc}", err=True
+        )
+        raise typer.Exit(2) from exc
     try:
         application = create_app(config)
     except ChainyardError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from chainyard import archives
+from chainyard import archives, server_lock
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
 from chainyard.runtime import envs, gpus, health_verdicts, replica_env
@@ -97,6 +97,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         self._replicas: dict[str, _Replica] = {}
         self._session: aiohttp.ClientSession | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._lock: server_lock.ServerLock | None = None
         self._cpu_cursor = 0
         self._log_offsets: dict[str, int] = {}
         # Lines of the runtime's own about replicas (health decisions), for drain_logs.
@@ -107,6 +108,11 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Leftover replicas are reaped only under the data dir's lock (server_lock.py): `chainyard
+        # serve` took it already (this shares it); a runtime started otherwise takes it here, and
+        # fails rather than kill the replicas of a live server on this data dir.
+        if self._lock is None:
+            self._lock = server_lock.hold(self.data_dir)
         for folder in (self._sources, self._envs, self._run, self._logs):
             folder.mkdir(parents=True, exist_ok=True)
         self._kill_leftovers()
@@ -124,6 +130,9 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         self._replicas.clear()
         if self._session is not None:
             await self._session.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _kill_leftovers(self) -> None:
         """Replicas recorded by an earlier server that are still alive (it was killed): stop them,
@@ -155,7 +164,15 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         digest = spec.artifact_path.name.split(".")[0]
         source = self.source_dir(digest)
         if not source.is_dir():
-            await asyncio.to_thread(archives.extract, spec.artifact_path, source)
+            try:
+                await asyncio.to_thread(archives.extract, spec.artifact_path, source)
+            except (archives.ArchiveError, OSError) as exc:
+                reason = exc if isinstance(exc, archives.ArchiveError) else None
+                self._fail(
+                    replica,
+                    f"cannot unpack the source: {reason or archives.reason_without_paths(exc)}",
+                )
+                return
         if python is None:
             # The server restarted since the build: the environment is cached, so this is quick.
             try:

@@ -6,6 +6,7 @@ interpreter it leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 from typing import Any
 
@@ -14,6 +15,8 @@ from chainyard.interpreters import Interpreters
 from chainyard.runtime import apt, envs
 from chainyard.runtime import data_dir as chainlet_data
 from chainyard.runtime.base import BuildRequest, BuildResult
+
+log = logging.getLogger("chainyard.runtime.local")
 
 
 class LocalBuilds:
@@ -37,8 +40,13 @@ class LocalBuilds:
             await asyncio.to_thread(
                 archives.extract, request.artifact_path, self.source_dir(digest)
             )
-        except (archives.ArchiveError, OSError) as exc:
+        except archives.ArchiveError as exc:
             return BuildResult(ok=False, message=f"cannot unpack the source: {exc}")
+        except OSError as exc:
+            # Not str(exc): it names the server's folders, and the tenant reads this message.
+            log.warning("unpacking %s failed: %s", request.artifact_path, exc)
+            reason = archives.reason_without_paths(exc)
+            return BuildResult(ok=False, message=f"cannot unpack the source: {reason}")
         lines.append(f"source unpacked ({digest[:12]})")
         image = request.image
         warnings: list[str] = []

@@ -6,6 +6,7 @@ import hashlib
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable
 from typing import BinaryIO
 
 from chainyard.domain.errors import PayloadTooLarge
@@ -22,8 +23,17 @@ def path_of(data_dir: pathlib.Path, digest: str) -> pathlib.Path:
     return artifacts_dir(data_dir) / digest[:2] / f"{digest}.tar.gz"
 
 
-def store(data_dir: pathlib.Path, stream: BinaryIO, limit: int = MAX_ARCHIVE_BYTES) -> str:
-    """Copies the archive into the store and returns its digest; the same bytes are kept once."""
+def store(
+    data_dir: pathlib.Path,
+    stream: BinaryIO,
+    limit: int = MAX_ARCHIVE_BYTES,
+    check: Callable[[pathlib.Path], object] | None = None,
+) -> str:
+    """Copies the archive into the store and returns its digest; the same bytes are kept once.
+
+    `check` runs on the uploaded file before it takes its place: an archive it refuses (by
+    raising) leaves nothing behind, and never replaces or removes the same bytes stored earlier
+    for another deployment."""
     target_dir = artifacts_dir(data_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -40,6 +50,8 @@ def store(data_dir: pathlib.Path, stream: BinaryIO, limit: int = MAX_ARCHIVE_BYT
                     )
                 digest.update(chunk)
                 tmp.write(chunk)
+        if check is not None:
+            check(pathlib.Path(tmp_name))
         final = path_of(data_dir, digest.hexdigest())
         final.parent.mkdir(parents=True, exist_ok=True)
         # Atomic: a reader sees the whole archive or none.

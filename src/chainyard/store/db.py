@@ -42,6 +42,15 @@ def sqlite_url(data_dir: str | os.PathLike[str]) -> str:
     return f"sqlite:///{path}"
 
 
+def is_sqlite_url(url: str) -> bool:
+    """Whether `url` names a SQLite store (one server per store); an unreadable URL counts as
+    SQLite, so that the stricter rule applies until the store refuses it with its own message."""
+    try:
+        return bool(make_url(normalize_url(url)).get_backend_name() == "sqlite")
+    except Exception:
+        return True
+
+
 _AFTER_COMMIT = "chainyard_after_commit"
 
 

@@ -76,12 +76,15 @@ async def deploy_chain(request: Request, core: CoreDep, actor: Manager) -> Deplo
         manifest = _parse_manifest(raw)
         source = form.get("source")
         if isinstance(source, UploadFile):
-            digest = await run_in_threadpool(artifacts.store, core.data_dir, source.file)
-            path = artifacts.path_of(core.data_dir, digest)
+            source_file = manifest.source_file
             try:
-                await run_in_threadpool(archives.check, path, manifest.source_file)
+                digest = await run_in_threadpool(
+                    artifacts.store,
+                    core.data_dir,
+                    source.file,
+                    check=lambda path: archives.check(path, source_file),
+                )
             except archives.ArchiveError as exc:
-                path.unlink(missing_ok=True)
                 raise Invalid(f"bad source archive: {exc}", code="INVALID_ARCHIVE") from exc
     elif content_type.startswith("application/json") or not content_type:
         body = await request.body()
