@@ -16,18 +16,10 @@ from sqlalchemy.orm import Session
 from chainyard.domain.errors import Forbidden, Invalid, NotFound, Unauthorized
 from chainyard.domain.ids import new_id
 from chainyard.services import audit
-from chainyard.services.context import Actor, Core
+from chainyard.services.context import KEY_TYPE_RANK, Actor, Core
 from chainyard.store.workspaces import ApiKey, Workspace
 
-KEY_TYPES = frozenset(
-    {
-        "PERSONAL",
-        "WORKSPACE_MANAGE_ALL",
-        "WORKSPACE_EXPORT_METRICS",
-        "WORKSPACE_INVOKE",
-        "WORKSPACE_MANAGE_API_KEYS",
-    }
-)
+KEY_TYPES = frozenset(KEY_TYPE_RANK)
 # The audit log's vocabulary for key types differs from the API's.
 _AUDIT_KEY_TYPE = {
     "PERSONAL": "PERSONAL",
@@ -196,6 +188,14 @@ def create_key(
         # Keys scoped to single models are Baseten's model feature; chains have no such scope.
         raise Invalid("model_ids scoping is not supported for chains", code="UNSUPPORTED")
     _check_name(name)
+    if not actor.may_create_key(key_type):
+        # Refused before the transaction: nothing is written, not even an audit row (the audit
+        # log records changes, and this is none).
+        allowed = sorted(t for t in KEY_TYPES if actor.may_create_key(t))
+        raise Forbidden(
+            f"an API key of type {actor.key_type} may not create a key of type {key_type}, "
+            f"which may do more than itself; it may create {', '.join(allowed)}"
+        )
     raw = _new_raw_key()
     with core.db.write() as session:
         ws = session.get_one(Workspace, actor.workspace_id)
