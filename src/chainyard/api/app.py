@@ -211,7 +211,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         version=__version__,
         description="Self-hosted chains serving, wire-compatible with Baseten's chains API.",
         lifespan=lifespan,
-        dependencies=[Depends(limits.rate_limit)],
+        dependencies=[Depends(limits.rate_limit), Depends(json_bodies.valid_text)],
     )
     app.state.core = core
     app.state.runtime = backend

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from chainyard.domain.errors import Forbidden, Invalid, NotFound, Unauthorized
 from chainyard.domain.ids import new_id
+from chainyard.domain.text import check_text
 from chainyard.services import audit
 from chainyard.services.context import KEY_TYPE_RANK, Actor, Core
 from chainyard.store.workspaces import ApiKey, Workspace
@@ -61,6 +62,9 @@ def _check_name(name: str | None) -> None:
     # The column holds 200 characters, and PostgreSQL text cannot hold NUL.
     if name is not None and (len(name) > 200 or "\x00" in name):
         raise Invalid("API key names are at most 200 characters, without NUL", code="INVALID_NAME")
+    if name is not None:
+        # The admin CLI's --name can carry one (a non-UTF-8 argument); the API refuses it earlier.
+        check_text(name, "the API key's name")
 
 
 def _add_key(session: Session, ws: Workspace, raw: str, key_type: str, name: str | None) -> ApiKey:
