@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import pathlib
 import re
@@ -13,7 +14,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chainyard.domain.errors import Forbidden, Invalid, NotFound, Unauthorized
+from chainyard.domain.errors import Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from chainyard.domain.ids import new_id
 from chainyard.domain.text import check_text
 from chainyard.services import audit
@@ -151,13 +152,31 @@ def cached_actor(core: Core, raw: str) -> Actor | None:
     return hit[1]
 
 
-def authenticate(core: Core, raw: str) -> Actor:
+def authenticate(core: Core, raw: str, client: str | None = None) -> Actor:
+    """The actor of key `raw`, presented from address `client` (None: not throttled, as for
+    callers inside the server). Failed lookups count toward the client's failure limit."""
     if not raw:
         raise Unauthorized("missing API key")
     actor = cached_actor(core, raw)
     if actor is not None:
         return actor
-    actor = _authenticate(core, raw)
+    throttle = core.auth_throttle if client is not None else None
+    if throttle is not None and client is not None:
+        wait = throttle.wait(client)
+        if wait > 0:
+            retry_after = math.ceil(wait * 10) / 10
+            raise RateLimited(
+                "too many failed authentications from this address "
+                f"(at most {throttle.burst} at once, then {throttle.per_second:g} per second); "
+                f"retry after {retry_after:g} s",
+                retry_after=retry_after,
+            )
+    try:
+        actor = _authenticate(core, raw)
+    except Unauthorized:
+        if throttle is not None and client is not None:
+            throttle.failed(client)
+        raise
     if len(core.auth_cache) >= _AUTH_CACHE_MAX:
         core.auth_cache.clear()
     core.auth_cache[hash_key(raw)] = (time.monotonic() + AUTH_CACHE_SECONDS, actor)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from chainyard.domain.instance_types import Catalogue
 from chainyard.interpreters import Interpreters
+from chainyard.services.auth_throttle import FailureThrottle
 from chainyard.services.crypto import SecretCipher
 from chainyard.store.db import Database
 
@@ -89,3 +90,5 @@ class Core:
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)
+    # Failed authentications per client address (services/auth_throttle.py); None: unthrottled.
+    auth_throttle: FailureThrottle | None = None
