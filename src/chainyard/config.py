@@ -63,6 +63,10 @@ class ServerConfig:
     lease_ttl: float = 5.0
     # Requests per second per API key and endpoint (0 turns the limit off).
     rate_limit_per_second: float = 100.0
+    # Failed authentications per client address (services/auth_throttle.py): a burst of this
+    # many, then `auth_failures_per_second`; 0 turns the limit off.
+    auth_failure_limit: int = 20
+    auth_failures_per_second: float = 2.0
     # Interpreters by Python version for chainlets whose base image asks for one
     # (interpreters.py), and whether the build may apt-get install a chainlet's missing
     # apt_requirements on this host (local runtime only).
@@ -121,6 +125,10 @@ class ServerConfig:
             cfg.server_id = env["CHAINYARD_SERVER_ID"]
         if "CHAINYARD_RATE_LIMIT" in env:
             cfg.rate_limit_per_second = float(env["CHAINYARD_RATE_LIMIT"])
+        if "CHAINYARD_AUTH_FAILURE_LIMIT" in env:
+            cfg.auth_failure_limit = int(env["CHAINYARD_AUTH_FAILURE_LIMIT"])
+        if "CHAINYARD_AUTH_FAILURES_PER_SECOND" in env:
+            cfg.auth_failures_per_second = float(env["CHAINYARD_AUTH_FAILURES_PER_SECOND"])
         if "CHAINYARD_MAX_BODY_BYTES" in env:
             cfg.max_body_bytes = parse_size(
                 env["CHAINYARD_MAX_BODY_BYTES"], "CHAINYARD_MAX_BODY_BYTES"

@@ -130,3 +130,68 @@ def test_create_rejects_bad_requests(api: Api) -> None:
         assert response.status_code == 400, (body, response.text)
         assert set(response.json()) == {"error", "code"}
     assert set(_keys(api)) == {"admin0001"}
+
+
+def _audit_types(api: Api) -> list[str]:
+    from sqlalchemy import select
+
+    from chainyard.store.audit_logs import AuditLog
+
+    with api.core.db.read() as session:
+        return list(session.scalars(select(AuditLog.event_type).order_by(AuditLog.created_at)))
+
+
+# Strongest first; a key may create keys of its own rank or lower (services/context.py).
+_RANKS = [
+    {"WORKSPACE_MANAGE_ALL", "PERSONAL"},
+    {"WORKSPACE_MANAGE_API_KEYS"},
+    {"WORKSPACE_INVOKE", "WORKSPACE_EXPORT_METRICS"},
+]
+
+
+def test_a_key_creates_only_keys_of_its_own_type_or_weaker(api: Api) -> None:
+    creators = {t: _create(api, t, name=f"creator-{t}") for t in api_keys.KEY_TYPES}
+    keys_before = set(_keys(api))
+    audit_before = _audit_types(api)
+    for creator_type, creator in creators.items():
+        rank = next(i for i, ranked in enumerate(_RANKS) if creator_type in ranked)
+        for wanted in sorted(api_keys.KEY_TYPES):
+            wanted_rank = next(i for i, ranked in enumerate(_RANKS) if wanted in ranked)
+            response = api.post("/v1/api_keys", key=creator, json={"type": wanted})
+            if creator_type in ("WORKSPACE_INVOKE", "WORKSPACE_EXPORT_METRICS"):
+                # Single-purpose keys may not manage keys at all.
+                assert response.status_code == 403, (creator_type, wanted, response.text)
+                continue
+            if wanted_rank >= rank:
+                assert response.status_code == 200, (creator_type, wanted, response.text)
+                made = response.json()["api_key"]
+                assert _keys(api)[made.partition(".")[0]]["type"] == wanted
+                assert api.delete(f"/v1/api_keys/{made.partition('.')[0]}").status_code == 200
+            else:
+                assert response.status_code == 403, (creator_type, wanted, response.text)
+                body = response.json()
+                assert body["code"] == "PERMISSION_DENIED"
+                assert creator_type in body["error"] and wanted in body["error"]
+    # Each allowed creation was audited with its deletion; the refusals left nothing.
+    assert set(_keys(api)) == keys_before
+    added = _audit_types(api)[len(audit_before) :]
+    assert set(added) == {"API_KEY_CREATED", "API_KEY_DELETED"}
+    assert added.count("API_KEY_CREATED") == added.count("API_KEY_DELETED")
+    assert added.count("API_KEY_CREATED") == 2 * 5 + 1 * 3
+
+
+def test_a_key_manager_cannot_escalate_to_full_access(api: Api) -> None:
+    manager = _create(api, "WORKSPACE_MANAGE_API_KEYS", name="keys-only")
+    keys_before = _keys(api)
+    audit_before = _audit_types(api)
+    for wanted in ("WORKSPACE_MANAGE_ALL", "PERSONAL"):
+        response = api.post("/v1/api_keys", key=manager, json={"type": wanted, "name": "root"})
+        assert response.status_code == 403, response.text
+        assert set(response.json()) == {"error", "code"}
+        assert "may not create a key of type " + wanted in response.json()["error"]
+    assert _keys(api) == keys_before
+    assert _audit_types(api) == audit_before
+    # The manager still does its job: an invoke key for someone, which cannot manage.
+    invoker = _create(api, "WORKSPACE_INVOKE", key=manager)
+    assert api.get("/v1/chains", key=invoker).status_code == 403
+    assert api.get("/v1/chains", key=manager).status_code == 403

@@ -119,6 +119,9 @@ class LiveServer:
             port=port,
             reconcile_interval=0.02,
             rate_limit_per_second=0,
+            # Its requests with a wrong key would otherwise meet the failed-authentication limit
+            # (429s instead of the 401s it checks); tests/api/test_auth_throttle.py covers it.
+            auth_failure_limit=0,
         )
         runtime = EchoRuntime(echo_url, build_delay=0.01, ready_delay=0.01)
         self.app = create_app(config, runtime=runtime)

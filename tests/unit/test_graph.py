@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chainyard.domain import graph
 from chainyard.domain.errors import Invalid
 from chainyard.domain.graph import check_chain_graph
 
@@ -85,3 +86,30 @@ def test_diamond_is_not_a_cycle() -> None:
     )
     assert order.index("C") < order.index("A") < order.index("E")
     assert order.index("C") < order.index("B")
+
+
+def test_too_many_chainlets_is_a_clear_refusal() -> None:
+    names = [f"C{i}" for i in range(graph.MAX_CHAINLETS + 1)]
+    deps = {name: [names[i + 1]] if i + 1 < len(names) else [] for i, name in enumerate(names)}
+    with pytest.raises(Invalid) as info:
+        check_chain_graph(deps, ["C0"], names)
+    assert info.value.code == "TOO_MANY_CHAINLETS"
+    assert str(graph.MAX_CHAINLETS) in info.value.message
+    # At the limit, the deepest chain there can be is fine.
+    order = check_chain_graph(
+        {n: d for n, d in deps.items() if n != names[-1]} | {names[-2]: []}, ["C0"], names[:-1]
+    )
+    assert order == list(reversed(names[:-1]))
+
+
+def test_deep_chains_need_no_recursion(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Far deeper than Python's recursion limit, were the limit on chainlets ever raised.
+    monkeypatch.setattr(graph, "MAX_CHAINLETS", 50_000)
+    names = [f"C{i}" for i in range(20_000)]
+    deps = {name: [names[i + 1]] if i + 1 < len(names) else [] for i, name in enumerate(names)}
+    assert check_chain_graph(deps, ["C0"], names) == list(reversed(names))
+    deps[names[-1]] = [names[1]]
+    with pytest.raises(Invalid) as info:
+        check_chain_graph(deps, ["C0"], names)
+    assert info.value.code == "DEPENDENCY_CYCLE"
+    assert info.value.message.endswith(f"{names[-1]} -> C1")

@@ -41,6 +41,7 @@ from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 from chainyard.runtime.factory import make_runtime
 from chainyard.services import api_keys as api_key_service
 from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
+from chainyard.services.auth_throttle import FailureThrottle
 from chainyard.services.context import Core
 from chainyard.services.crypto import SecretCipher
 from chainyard.services.live import LiveSampler
@@ -211,7 +212,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         version=__version__,
         description="Self-hosted chains serving, wire-compatible with Baseten's chains API.",
         lifespan=lifespan,
-        dependencies=[Depends(limits.rate_limit)],
+        dependencies=[Depends(limits.rate_limit), Depends(json_bodies.valid_text)],
     )
     app.state.core = core
     app.state.runtime = backend
@@ -224,6 +225,13 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.ready = False
     app.state.initial_key_file = initial_key_file
     errors.install(app)
+    # Refused at construction, like the settings above, rather than silently unthrottled.
+    if config.auth_failure_limit < 0:
+        raise ValueError("auth_failure_limit must be 0 (off) or more")
+    if config.auth_failure_limit > 0:
+        core.auth_throttle = FailureThrottle(
+            config.auth_failure_limit, config.auth_failures_per_second
+        )
     app.state.rate_limiter = (
         limits.RateLimiter(config.rate_limit_per_second)
         if config.rate_limit_per_second > 0

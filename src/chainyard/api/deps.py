@@ -35,8 +35,14 @@ async def get_actor(request: Request, core: CoreDep) -> Actor:
     # A recently seen key needs neither the store nor a worker thread.
     actor = api_keys.cached_actor(core, raw)
     if actor is None:
-        actor = await run_in_threadpool(api_keys.authenticate, core, raw)
+        actor = await run_in_threadpool(api_keys.authenticate, core, raw, client_address(request))
     return actor
+
+
+def client_address(request: Request) -> str:
+    """Where the request comes from, for the failed-authentication limit (behind a proxy, uvicorn
+    takes it from X-Forwarded-For when the proxy is one of its `--forwarded-allow-ips`)."""
+    return request.client.host if request.client else "unknown"
 
 
 async def get_manager(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:

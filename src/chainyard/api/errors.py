@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chainyard.api import openapi_errors
 from chainyard.domain.errors import ChainyardError, RateLimited
+from chainyard.domain.text import storable
 
 log = logging.getLogger("chainyard.api")
 
@@ -32,7 +33,9 @@ _HTTP_CODES = {
 
 
 def error_body(message: str, code: str) -> dict[str, str]:
-    return {"error": message, "code": code}
+    # A message quoting invalid text (a lone surrogate, domain/text.py) must still encode, or the
+    # error answer itself becomes a 500 and the connection is dropped.
+    return {"error": storable(message), "code": code}
 
 
 def _describe_validation(exc: RequestValidationError) -> str:

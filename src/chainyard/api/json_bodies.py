@@ -5,11 +5,16 @@ Baseten's documented `curl --data '{...}'` lines send no JSON content type (curl
 body as bytes and refuse it, so the label is rewritten before routing. The binary types that
 some endpoints really accept keep their meaning: multipart uploads (the deploy endpoint) and
 msgpack or raw bytes (inference bodies, as truss sends them).
+
+`valid_text` refuses JSON bodies whose text is not valid Unicode.
 """
 
 from __future__ import annotations
 
+from fastapi import Request
+
 from chainyard.api.limits import ASGIApp, Receive, Scope, Send
+from chainyard.domain.text import check_json_text
 
 JSON = b"application/json"
 _BINARY_PREFIXES = (
@@ -43,3 +48,23 @@ class JsonBodies:
             if len(labels) != 1 or not is_json_or_binary(labels[0]):
                 scope = {**scope, "headers": [*kept, (b"content-type", JSON)]}
         await self.app(scope, receive, send)
+
+
+async def valid_text(request: Request) -> None:
+    """App-wide dependency: a JSON body whose strings are not all valid Unicode is a 400
+    `INVALID_TEXT` before any handler runs (domain/text.py says why they would fail later).
+
+    Only routes that declare a body model are checked: FastAPI has parsed their body already, and
+    `Request.json` hands out that parse again. Routes that read their body themselves (the deploy
+    upload, parsed by pydantic, which refuses such text itself; inference, streamed to chainlets)
+    are left alone."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None:
+        return
+    if not await request.body():
+        return
+    try:
+        document = await request.json()
+    except ValueError:
+        return  # FastAPI answers an unparsable body itself
+    check_json_text(document)

@@ -42,6 +42,13 @@ def serve(
         float | None,
         typer.Option(help="Requests per second per API key and endpoint (0: no limit) [100]"),
     ] = None,
+    auth_failure_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Failed authentications one client address may make at once, then 2 per "
+            "second (0: no limit; env CHAINYARD_AUTH_FAILURE_LIMIT) [20]"
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(help="--runtime ray: the Ray cluster (host:port, 'auto'); none starts a Ray"),
@@ -107,6 +114,7 @@ def serve(
             ray_address=ray_address,
             ray_unschedulable_timeout=ray_unschedulable_timeout,
             rate_limit_per_second=rate_limit,
+            auth_failure_limit=auth_failure_limit,
             max_body_bytes=body_limit,
             pythons=parse_pythons(python) or None,
             install_apt_packages=install_apt_packages or None,

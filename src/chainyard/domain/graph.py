@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from chainyard.domain.errors import Invalid
+
+# Far above any chain we know of (truss's examples have a handful of chainlets), and low enough
+# that a manifest cannot make one deployment into thousands of chainlets, each with its replicas.
+MAX_CHAINLETS = 100
 
 
 def check_chain_graph(
@@ -17,6 +21,11 @@ def check_chain_graph(
     `dependencies` maps each chainlet name to the names it calls; `names_in_order` is the manifest's
     order, used to find duplicates (a mapping cannot hold them).
     """
+    if len(names_in_order) > MAX_CHAINLETS:
+        raise Invalid(
+            f"a chain has at most {MAX_CHAINLETS} chainlets; this one has {len(names_in_order)}",
+            code="TOO_MANY_CHAINLETS",
+        )
     seen: set[str] = set()
     for name in names_in_order:
         if name in seen:
@@ -55,21 +64,30 @@ def check_chain_graph(
 def _topological_order(
     dependencies: Mapping[str, Sequence[str]], names_in_order: Sequence[str]
 ) -> list[str]:
+    """Depth-first, dependencies first, with an explicit stack: a chain's depth is the client's
+    choice, and Python's own stack would end in a RecursionError (a 500) long before ours."""
     order: list[str] = []
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = " -> ".join([*path[path.index(name) :], name])
-            raise Invalid(f"dependency cycle: {cycle}", code="DEPENDENCY_CYCLE")
-        state[name] = 1
-        for dep in dependencies.get(name, ()):
-            visit(dep, [*path, name])
-        state[name] = 2
-        order.append(name)
-
-    for name in names_in_order:
-        visit(name, [])
+    done: set[str] = set()
+    for root in names_in_order:
+        if root in done:
+            continue
+        # The current path: each name with the iterator over its dependencies not yet visited.
+        path: list[str] = [root]
+        on_path: set[str] = {root}
+        pending: list[Iterator[str]] = [iter(dependencies.get(root, ()))]
+        while path:
+            dep = next(pending[-1], None)
+            if dep is None:
+                name = path.pop()
+                pending.pop()
+                on_path.discard(name)
+                done.add(name)
+                order.append(name)
+            elif dep in on_path:
+                cycle = " -> ".join([*path[path.index(dep) :], dep])
+                raise Invalid(f"dependency cycle: {cycle}", code="DEPENDENCY_CYCLE")
+            elif dep not in done:
+                path.append(dep)
+                on_path.add(dep)
+                pending.append(iter(dependencies.get(dep, ())))
     return order

@@ -19,6 +19,8 @@ import json
 import time
 from typing import Any
 
+from chainyard.domain.text import storable
+
 MARKER = "\x02"
 # The logs API's levels; Python's CRITICAL is reported as ERROR (the API has no higher level).
 _LEVELS = {
@@ -59,12 +61,14 @@ def parse(line: str) -> ReplicaLine | None:
         return None
     if not isinstance(record, dict):
         return None
-    logger = record.get("logger")
-    text = str(record.get("msg", ""))
+    # A chainlet's JSON may spell lone surrogates, which no database takes: one such line would
+    # fail the whole batch it is stored with, other chainlets' lines included.
+    logger = storable(str(record["logger"])) if record.get("logger") else None
+    text = storable(str(record.get("msg", "")))
     message = f"{logger}: {text}" if logger else text
     exc = record.get("exc")
     if exc:
-        message = f"{message}\n{exc}"
+        message = f"{message}\n{storable(str(exc))}"
     if len(message) > MAX_CHARS:
         # Keep the head (what was logged) and the tail (the exception at the end of a traceback).
         half = MAX_CHARS // 2
@@ -74,8 +78,8 @@ def parse(line: str) -> ReplicaLine | None:
     return ReplicaLine(
         message=message,
         level=level_name(record.get("level")),
-        request_id=str(request_id)[:64] if request_id else None,
-        logger=str(logger) if logger else None,
+        request_id=storable(str(request_id)[:64]) if request_id else None,
+        logger=logger,
         time_ns=int(float(stamp) * 1e9) if isinstance(stamp, int | float) else None,
     )
 

@@ -4,15 +4,23 @@ plus the internal route that replicas' stubs use to call their dependencies."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
-from chainyard.domain.errors import ChainyardError, Forbidden, NotFound, Unauthorized
+from chainyard.domain.errors import (
+    ChainyardError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from chainyard.gateway.router import ReplicaRouter, ReplicasGone, inference_error
 from chainyard.services import api_keys, inference
 from chainyard.services.context import Actor, Core
@@ -37,6 +45,9 @@ def _error(exc: ChainyardError) -> Response:
         return inference_error(404, exc.message, "model_does_not_exist")
     if isinstance(exc, Unauthorized | Forbidden):
         return inference_error(exc.status_code, exc.message, "unauthorized")
+    if isinstance(exc, RateLimited):
+        retry_after = max(1, math.ceil(exc.retry_after))
+        return inference_error(429, exc.message, "rate_limited", retry_after=retry_after)
     if exc.status_code == 429:
         return inference_error(429, exc.message, "rate_limited")
     if exc.status_code >= 500:
@@ -49,7 +60,14 @@ async def _actor(request: Request, core: Core) -> Actor:
     scheme, _, value = header.partition(" ")
     if scheme.lower() not in ("bearer", "api-key") or not value.strip():
         raise Unauthorized("missing API key: send 'Authorization: Api-Key <key>'")
-    return await run_in_threadpool(api_keys.authenticate, core, value.strip())
+    return await run_in_threadpool(
+        api_keys.authenticate, core, value.strip(), client_address(request)
+    )
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """Where a request or websocket comes from, for the failed-authentication limit."""
+    return connection.client.host if connection.client else "unknown"
 
 
 def _router(request: Request) -> ReplicaRouter:

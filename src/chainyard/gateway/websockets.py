@@ -104,7 +104,9 @@ async def _authenticate(core: Core, connection: HTTPConnection) -> Actor:
     scheme, _, value = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() not in ("bearer", "api-key") or not value.strip():
         raise Unauthorized("missing API key: send 'Authorization: Api-Key <key>'")
-    return await run_in_threadpool(api_keys.authenticate, core, value.strip())
+    return await run_in_threadpool(
+        api_keys.authenticate, core, value.strip(), routes.client_address(connection)
+    )
 
 
 async def _serve(

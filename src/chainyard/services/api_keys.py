@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import pathlib
 import re
@@ -13,21 +14,14 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chainyard.domain.errors import Forbidden, Invalid, NotFound, Unauthorized
+from chainyard.domain.errors import Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from chainyard.domain.ids import new_id
+from chainyard.domain.text import check_text
 from chainyard.services import audit
-from chainyard.services.context import Actor, Core
+from chainyard.services.context import KEY_TYPE_RANK, Actor, Core
 from chainyard.store.workspaces import ApiKey, Workspace
 
-KEY_TYPES = frozenset(
-    {
-        "PERSONAL",
-        "WORKSPACE_MANAGE_ALL",
-        "WORKSPACE_EXPORT_METRICS",
-        "WORKSPACE_INVOKE",
-        "WORKSPACE_MANAGE_API_KEYS",
-    }
-)
+KEY_TYPES = frozenset(KEY_TYPE_RANK)
 # The audit log's vocabulary for key types differs from the API's.
 _AUDIT_KEY_TYPE = {
     "PERSONAL": "PERSONAL",
@@ -69,6 +63,9 @@ def _check_name(name: str | None) -> None:
     # The column holds 200 characters, and PostgreSQL text cannot hold NUL.
     if name is not None and (len(name) > 200 or "\x00" in name):
         raise Invalid("API key names are at most 200 characters, without NUL", code="INVALID_NAME")
+    if name is not None:
+        # The admin CLI's --name can carry one (a non-UTF-8 argument); the API refuses it earlier.
+        check_text(name, "the API key's name")
 
 
 def _add_key(session: Session, ws: Workspace, raw: str, key_type: str, name: str | None) -> ApiKey:
@@ -155,13 +152,31 @@ def cached_actor(core: Core, raw: str) -> Actor | None:
     return hit[1]
 
 
-def authenticate(core: Core, raw: str) -> Actor:
+def authenticate(core: Core, raw: str, client: str | None = None) -> Actor:
+    """The actor of key `raw`, presented from address `client` (None: not throttled, as for
+    callers inside the server). Failed lookups count toward the client's failure limit."""
     if not raw:
         raise Unauthorized("missing API key")
     actor = cached_actor(core, raw)
     if actor is not None:
         return actor
-    actor = _authenticate(core, raw)
+    throttle = core.auth_throttle if client is not None else None
+    if throttle is not None and client is not None:
+        wait = throttle.wait(client)
+        if wait > 0:
+            retry_after = math.ceil(wait * 10) / 10
+            raise RateLimited(
+                "too many failed authentications from this address "
+                f"(at most {throttle.burst} at once, then {throttle.per_second:g} per second); "
+                f"retry after {retry_after:g} s",
+                retry_after=retry_after,
+            )
+    try:
+        actor = _authenticate(core, raw)
+    except Unauthorized:
+        if throttle is not None and client is not None:
+            throttle.failed(client)
+        raise
     if len(core.auth_cache) >= _AUTH_CACHE_MAX:
         core.auth_cache.clear()
     core.auth_cache[hash_key(raw)] = (time.monotonic() + AUTH_CACHE_SECONDS, actor)
@@ -196,6 +211,14 @@ def create_key(
         # Keys scoped to single models are Baseten's model feature; chains have no such scope.
         raise Invalid("model_ids scoping is not supported for chains", code="UNSUPPORTED")
     _check_name(name)
+    if not actor.may_create_key(key_type):
+        # Refused before the transaction: nothing is written, not even an audit row (the audit
+        # log records changes, and this is none).
+        allowed = sorted(t for t in KEY_TYPES if actor.may_create_key(t))
+        raise Forbidden(
+            f"an API key of type {actor.key_type} may not create a key of type {key_type}, "
+            f"which may do more than itself; it may create {', '.join(allowed)}"
+        )
     raw = _new_raw_key()
     with core.db.write() as session:
         ws = session.get_one(Workspace, actor.workspace_id)

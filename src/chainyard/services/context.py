@@ -8,12 +8,26 @@ from collections.abc import Callable
 
 from chainyard.domain.instance_types import Catalogue
 from chainyard.interpreters import Interpreters
+from chainyard.services.auth_throttle import FailureThrottle
 from chainyard.services.crypto import SecretCipher
 from chainyard.store.db import Database
 
 MANAGE_TYPES = frozenset({"PERSONAL", "WORKSPACE_MANAGE_ALL"})
 KEY_MANAGE_TYPES = MANAGE_TYPES | {"WORKSPACE_MANAGE_API_KEYS"}
 INVOKE_TYPES = MANAGE_TYPES | {"WORKSPACE_INVOKE"}
+
+# The order of key types, strongest first: a key may create keys of its own rank or lower, so no
+# key can mint one that does more than itself. Full keys manage everything; a key manager hands out
+# and revokes access (it may mint invoke and metrics keys, the single-purpose keys its job is to
+# hand out, and other key managers), never keys that manage chains or secrets. Invoke and metrics
+# keys cannot create keys at all (they may not manage keys), so their equal rank only orders them.
+KEY_TYPE_RANK = {
+    "WORKSPACE_MANAGE_ALL": 3,
+    "PERSONAL": 3,
+    "WORKSPACE_MANAGE_API_KEYS": 2,
+    "WORKSPACE_INVOKE": 1,
+    "WORKSPACE_EXPORT_METRICS": 1,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +48,12 @@ class Actor:
     @property
     def can_manage_keys(self) -> bool:
         return self.key_type in KEY_MANAGE_TYPES
+
+    def may_create_key(self, key_type: str) -> bool:
+        """Whether this actor may create a key of `key_type`: one of its own rank or lower."""
+        if not self.can_manage_keys:
+            return False
+        return KEY_TYPE_RANK[key_type] <= KEY_TYPE_RANK[self.key_type]
 
     @property
     def can_invoke(self) -> bool:
@@ -70,3 +90,5 @@ class Core:
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)
+    # Failed authentications per client address (services/auth_throttle.py); None: unthrottled.
+    auth_throttle: FailureThrottle | None = None

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from chainyard.domain.errors import Invalid, NotFound
 from chainyard.domain.ids import new_id
+from chainyard.domain.text import check_text
 from chainyard.schemas import SecretV1
 from chainyard.services import audit
 from chainyard.services.context import Actor, Core
@@ -29,6 +30,8 @@ def upsert(core: Core, actor: Actor, name: str, value: str) -> SecretV1:
         raise Invalid(
             "secret names are 1-200 letters, digits, '_', '-' or '.'", code="INVALID_SECRET_NAME"
         )
+    # Before encoding it: the API refuses such text at the edge, other callers meet it here.
+    check_text(value, "the secret's value")
     if len(value.encode()) > MAX_VALUE_BYTES:
         raise Invalid(f"secret values are at most {MAX_VALUE_BYTES} bytes", code="SECRET_TOO_LARGE")
     ciphertext = core.cipher.encrypt(value)
