@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterable
 
 from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES
-from chainyard.store.db import sqlite_url
+from chainyard.store.db import is_sqlite_url, sqlite_url
 
 
 def parse_pythons(items: list[str] | str | None) -> dict[str, str]:
@@ -99,6 +99,12 @@ class ServerConfig:
     @property
     def effective_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def shares_database(self) -> bool:
+        """Whether other servers may use this server's database (PostgreSQL), not a SQLite file
+        of its own data dir."""
+        return not is_sqlite_url(self.effective_database_url)
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:

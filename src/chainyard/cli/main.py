@@ -86,6 +86,14 @@ def serve(
             "from scratch"
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Addresses of reverse proxies whose X-Forwarded-For is believed (comma-"
+            "separated); by default none is, so no process can choose the client address "
+            "that rate limits count"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
@@ -127,12 +135,11 @@ def serve(
 
     from chainyard import server_lock
     from chainyard.domain.errors import ChainyardError
-    from chainyard.store.db import is_sqlite_url
 
     # Before anything touches the data dir or the store (migrations, the lease, the runtime's
     # reaping of leftover replicas): a second server on a live server's data dir stops here.
     try:
-        shared = not is_sqlite_url(config.effective_database_url)
+        shared = config.shares_database
         server_lock.hold(config.data_dir, server_id=config.effective_server_id if shared else None)
     except server_lock.DataDirInUse as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)
@@ -171,6 +178,10 @@ def serve(
         # A WebSocket chain's messages may be as large as truss's server takes (100 MiB, as
         # gateway/websockets.py relays them).
         ws_max_size=100 * 2**20,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: on the local runtime that
+        # includes every chainlet, which could then pick the address it is throttled under.
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 
