@@ -25,6 +25,18 @@ import threading
 import time
 from typing import Any
 
+# The worker's variables a replica keeps: its accelerator assignment and its raylet (which node
+# it runs on). Everything else of the worker's environment is left behind (RAY_AUTH_TOKEN ...).
+_FROM_RAY = (
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "NEURON_RT_VISIBLE_CORES",
+    "TPU_VISIBLE_CHIPS",
+    "RAY_RAYLET_PID",
+)
+
 
 def environment_ready() -> str:
     """A no-op run in a chainlet's runtime_env: Ray builds the environment to run it."""
@@ -121,6 +133,9 @@ class ChainletReplica:
         env = replica_env.replica_env(home=home, chainlet_env=chainlet)
         env.update(passed)
         env.update(chainlet)  # the chainlet's own variables win, as on the local runtime
+        # What Ray assigned to this worker: the GPUs it may use, and the node it runs on (no
+        # secrets; the replica must see its own devices, and only them).
+        env.update({k: os.environ[k] for k in _FROM_RAY if k in os.environ})
         # Ray puts the runtime_env's packages and working_dir on the worker's PYTHONPATH: paths,
         # no secrets, and the host needs them.
         worker_path = os.environ.get("PYTHONPATH")
