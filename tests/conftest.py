@@ -6,6 +6,7 @@ starts itself (one server per run, a fresh database per test).
 
 from __future__ import annotations
 
+import os
 import pathlib
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,20 @@ from fastapi.testclient import TestClient
 
 from tests.support import postgres
 from tests.support.server import Api, fast_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`chainyard serve` leaves a record per port in the user's cache dir, which the CLI reads
+    to find a local server's key (cli/local_server.py): the tests' servers must neither read a
+    developer's records nor leave theirs behind."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,8 @@ def test_defaults_and_bad_files(tmp_path: pathlib.Path, monkeypatch: pytest.Monk
     for name in ("CHAINYARD_URL", "CHAINYARD_API_KEY", "CHAINYARD_OUTPUT", "CHAINYARD_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CHAINYARD_CONFIG", str(tmp_path / "missing.toml"))
+    # Away from any local server's data dir (./.chainyard) that would lend its key.
+    monkeypatch.chdir(tmp_path)
     defaults = resolve()
     assert (defaults.url, defaults.api_key, defaults.output) == (
         "http://127.0.0.1:8080",
