@@ -51,6 +51,9 @@ STOP_GRACE = 5.0
 NODES_INTERVAL = 2.0
 # An actor call that takes longer than this is treated as no answer (the HTTP probe decides).
 POLL_TIMEOUT = 5.0
+# How long a replica that stopped answering may take to report its exit before it is failed
+# as unresponsive.
+EXIT_GRACE = 3.0
 NAMESPACE = "chainyard"
 
 
@@ -516,8 +519,29 @@ class RayRuntime(RuntimeBackend):
         if verdict is not None and (actor_problem is None or serving):
             self._judged(replica, verdict)
         elif replica.phase == ReplicaPhase.READY or actor_problem is not None:
-            # A ready replica that stops answering is replaced (the reconciler starts another).
-            self._fail(replica, actor_problem or "the replica stopped answering its health check")
+            # A ready replica that stops answering is replaced (the reconciler starts another),
+            # with the reason its host reports when it exited: that event can trail the failed
+            # probe on a busy node.
+            reason = actor_problem or await self._exit_reason(replica)
+            if not _settled(replica):
+                self._fail(replica, reason or "the replica stopped answering its health check")
+
+    async def _exit_reason(self, replica: _Replica) -> str | None:
+        """How the replica ended, if its host says so within EXIT_GRACE seconds."""
+        deadline = time.monotonic() + EXIT_GRACE
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            try:
+                status = await asyncio.wait_for(
+                    _awaitable(replica.actor.poll.remote()), POLL_TIMEOUT
+                )
+            except Exception:
+                return None
+            for line in status.get("lines") or []:
+                self._say(replica, line)
+            if status.get("ended"):
+                return str(status["ended"])
+        return None
 
     def _judged(self, replica: _Replica, verdict: health_verdicts.Verdict) -> None:
         # Restarted: failed with the reason; the reconciler stops it (the actor is killed).
