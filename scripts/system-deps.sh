@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the test suite needs, when they are missing: PostgreSQL (the
-# store tests) and Chromium (the dashboard's browser test drives /usr/bin/chromium with Playwright;
+# Installs the Debian packages that chainyard and its tests need, when they are missing: bubblewrap
+# (the local runtime's replica sandbox, docs/security.md), PostgreSQL (the store tests) and Chromium (the dashboard's browser test drives /usr/bin/chromium with Playwright;
 # a font so that its screenshots show text).
 set -euo pipefail
 
@@ -9,6 +9,7 @@ have_postgres() {
 }
 
 missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
 have_postgres || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 
