@@ -75,6 +75,11 @@ class ServerConfig:
     # Variables of the server's environment that replicas get too (runtime/replica_env.py):
     # a replica's environment is otherwise built from scratch, never the server's.
     pass_env: tuple[str, ...] = ()
+    # Replicas of the local runtime run in a bubblewrap sandbox per deployment: "auto" (when it
+    # works here), "required" (refuse to start otherwise), "off". Without one, a server serves
+    # one workspace unless `allow_unsandboxed` (protections.py, docs/security.md).
+    sandbox: str = "auto"
+    allow_unsandboxed: bool = False
     # Largest request body of the management API, except the deploy upload (which may carry a
     # source archive).
     max_request_bytes: int = 16 * 2**20
@@ -141,19 +146,23 @@ class ServerConfig:
             )
         if "CHAINYARD_PASS_ENV" in env:
             cfg.pass_env = parse_names(env["CHAINYARD_PASS_ENV"])
+        if "CHAINYARD_SANDBOX" in env:
+            cfg.sandbox = env["CHAINYARD_SANDBOX"]
+        if "CHAINYARD_ALLOW_UNSANDBOXED" in env:
+            cfg.allow_unsandboxed = _truthy(env["CHAINYARD_ALLOW_UNSANDBOXED"])
         if "CHAINYARD_PYTHONS" in env:
             cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
-            cfg.install_apt_packages = env["CHAINYARD_INSTALL_APT_PACKAGES"].lower() in (
-                "1",
-                "true",
-                "yes",
-            )
+            cfg.install_apt_packages = _truthy(env["CHAINYARD_INSTALL_APT_PACKAGES"])
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
         cfg.data_dir = pathlib.Path(cfg.data_dir)
         return cfg
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20}

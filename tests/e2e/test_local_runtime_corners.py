@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import LiveServer, wait_for
+from tests.support import replica_processes
 
 FEATURES = pathlib.Path(__file__).parent / "chains" / "features.py"
 
@@ -154,16 +155,6 @@ def test_wake_and_requests_hold_while_scaling_from_zero(
         assert woken.status_code == 202
 
 
-def _replica_pids(server: LiveServer) -> list[int]:
-    pids = []
-    for run_file in (server.data_dir / "run").glob("*.json"):
-        try:
-            pids.append(int(json.loads(run_file.read_text())["pid"]))
-        except (OSError, ValueError, KeyError):
-            continue
-    return pids
-
-
 def test_instance_type_becomes_process_limits(
     live_server: LiveServer, features: dict[str, Any]
 ) -> None:
@@ -173,7 +164,7 @@ def test_instance_type_becomes_process_limits(
     # and the CPU affinity follows the vCPU count (capped by this machine's CPUs).
     caps = {(2048 * 2 + 1024) * 2**20, (8192 * 2 + 1024) * 2**20}
     machine_cpus = len(os.sched_getaffinity(0))
-    pids = _replica_pids(live_server)
+    pids = replica_processes.replica_pids(live_server.data_dir)
     assert pids
     for pid in pids:
         limits = pathlib.Path(f"/proc/{pid}/limits").read_text()

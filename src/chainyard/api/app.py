@@ -141,6 +141,13 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     reconciler = Reconciler(
         core, backend, interval=config.reconcile_interval, gateway_url=config.gateway_url
     )
+    # Refuses to start (SharedUnsandboxed) with several workspaces and no sandbox.
+    reconciler.sole_workspace = protections.single_workspace(
+        core, backend, allow_unsandboxed=config.allow_unsandboxed
+    )
+    reconciler.one_workspace_only = (
+        protections.unprotected(backend) and not config.allow_unsandboxed
+    )
     replica_router = ReplicaRouter(backend, max_body_bytes=config.max_body_bytes)
 
     async def lead() -> None:
@@ -224,6 +231,9 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.live = live_sampler
     app.state.ready = False
     app.state.initial_key_file = initial_key_file
+    app.state.protections_banner = protections.banner(
+        backend, allow_unsandboxed=config.allow_unsandboxed
+    )
     errors.install(app)
     # Refused at construction, like the settings above, rather than silently unthrottled.
     if config.auth_failure_limit < 0:
@@ -271,7 +281,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
                 "runtime": backend.name,
                 "server_id": membership.server_id,
                 "leader": membership.leader,
-                "protections": protections.active(backend.name),
+                "protections": protections.active(backend),
             }
         )
 

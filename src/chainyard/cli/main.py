@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from chainyard import protections
 from chainyard.cli import admin, commands, local_server
 
 app = typer.Typer(
@@ -94,6 +93,21 @@ def serve(
             "that rate limits count"
         ),
     ] = None,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | required | off: run each deployment's replicas in a bubblewrap "
+            "sandbox (local runtime; auto: when it works here; env CHAINYARD_SANDBOX) [auto]"
+        ),
+    ] = None,
+    allow_unsandboxed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsandboxed",
+            help="Serve several workspaces even when replicas run without a sandbox (they "
+            "could read each other's secrets: only for workspaces that trust each other)",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
@@ -127,6 +141,8 @@ def serve(
             pythons=parse_pythons(python) or None,
             install_apt_packages=install_apt_packages or None,
             pass_env=parse_names(pass_env) if pass_env else None,
+            sandbox=sandbox,
+            allow_unsandboxed=allow_unsandboxed or None,
         )
     except ValueError as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)
@@ -161,7 +177,7 @@ def serve(
     key_file = application.state.initial_key_file
     if key_file is not None:
         typer.echo(f"created an admin API key for workspace 'default' in {key_file}", err=True)
-    typer.echo(protections.banner(config.runtime), err=True)
+    typer.echo(application.state.protections_banner, err=True)
     # So that the CLI on this machine finds that key with no flags, wherever it runs.
     local_server.remember(port, config.data_dir)
     typer.echo(

@@ -82,6 +82,10 @@ class Reconciler:
         # Derived set, kept while its inputs are unchanged (see _suspicious).
         self._ready_version = 0
         self._suspicious_cache: tuple[Observed, int, set[str]] | None = None
+        # Set on a server whose chainlet code runs unsandboxed (protections.py): it builds the
+        # code of this one workspace only (the first to build, when None).
+        self.one_workspace_only = False
+        self.sole_workspace: str | None = None
         # What each chainlet looked like when last scanned: (deployment id, dependencies), and
         # its ready replica count, to notice replicas that changed between full scans; and the
         # chainlets of each deployment, by the same scans.
@@ -501,6 +505,14 @@ class Reconciler:
         """The runtime's build, with what the build log must also say, as `chainyard push` did:
         the deploy's warnings about the chainlet's settings, and the secrets the workspace
         lacks."""
+        if self.one_workspace_only:
+            self.sole_workspace = self.sole_workspace or w.workspace_id
+            if w.workspace_id != self.sole_workspace:
+                return BuildResult(
+                    ok=False,
+                    message="this server runs chainlet code without a sandbox and serves one "
+                    "workspace only; ask its operator (docs/security.md)",
+                )
         result = await self.runtime.build(request)
         if w.image.get("metadata") is not None:
             described = f"metadata (ChainletOptions.metadata): {json.dumps(w.image['metadata'])}"

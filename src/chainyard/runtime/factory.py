@@ -28,6 +28,12 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             interpreters=Interpreters(config.pythons),
             install_apt=config.install_apt_packages,
             pass_env=config.pass_env,
+            sandbox_mode=config.sandbox,
+        )
+    if config.sandbox == "required":
+        raise UnknownRuntime(
+            "--sandbox required is for the local runtime: a Ray cluster is one trust domain; "
+            "give workspaces that must not share one separate clusters (docs/ray.md)"
         )
     if config.install_apt_packages:
         raise UnknownRuntime(

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import pathlib
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import aiohttp
 from chainyard import archives, server_lock
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import envs, gpus, health_verdicts, replica_env
+from chainyard.runtime import envs, gpus, health_verdicts, replica_env, sandbox
 from chainyard.runtime.base import (
     ReplicaPhase,
     ReplicaSpec,
@@ -78,8 +79,16 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         interpreters: Interpreters | None = None,
         install_apt: bool = False,
         pass_env: Sequence[str] = (),
+        sandbox_mode: str = "auto",
     ) -> None:
         self.data_dir = data_dir
+        # Each deployment's replica host runs in a bubblewrap sandbox (runtime/sandbox.py) when
+        # it works here ("auto"), always ("required": refuses to start otherwise) or never ("off").
+        self.sandboxed = sandbox.decide(sandbox_mode)
+        # Why not, for the operator (protections.banner).
+        self.sandbox_problem = (
+            None if self.sandboxed else sandbox.problem() or f"--sandbox {sandbox_mode}"
+        )
         # The server's variables replicas get too; their environment is otherwise built from
         # scratch (runtime/replica_env.py).
         self.pass_env = tuple(pass_env)
@@ -135,21 +144,28 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             self._lock = None
 
     def _kill_leftovers(self) -> None:
-        """Replicas recorded by an earlier server that are still alive (it was killed): stop them,
-        so that what runs matches what this server starts."""
-        for run_file in self._run.glob("*.json"):
+        """Replica hosts recorded by an earlier server that are still alive (it was killed): stop
+        them, so that what runs matches what this server starts. A host's replicas die with it.
+
+        The records are the server's own (`run/hosts/`, never visible to a replica): a pid written
+        by chainlet code could name any process."""
+        for record in (self._run / "hosts").glob("*.json"):
             with contextlib.suppress(OSError, ValueError, KeyError):
-                pid = int(json.loads(run_file.read_text())["pid"])
+                pid = int(json.loads(record.read_text())["pid"])
                 cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
                 if b"chainyard.chains.host" in cmdline:
                     os.kill(pid, signal.SIGKILL)
-            run_file.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+        for leftover in self._run.iterdir():
+            if leftover.name != "hosts":
+                _remove(leftover)
 
     # -- replicas --------------------------------------------------------------------------
 
     async def start_replica(self, spec: ReplicaSpec) -> None:
         log_path = self._logs / spec.deployment_id / spec.chainlet_id / f"{spec.replica_id}.log"
-        run_file = self._run / f"{spec.replica_id}.json"
+        # Per deployment: the folder its sandbox may write, so it can name only its own ports.
+        run_file = self._run / spec.deployment_id / f"{spec.replica_id}.json"
         problem = gpus.placement_problem(spec.instance_type)
         python = self._pythons.get(spec.chainlet_id)
         host_env = self._host_env(spec)
@@ -193,6 +209,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             host = await self._start_host(replica.host_key, python, source, spec, host_env)
         command = self._fork_command(replica)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        run_file.parent.mkdir(parents=True, exist_ok=True)
         if host.failed is not None:
             self._fail(replica, host.failed)
         elif host.ready.is_set():
@@ -221,6 +238,8 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
                 continue  # a replica still runs there (or starts): not released yet
             del self._hosts[key]
             await self._stop_host(host)
+        if not any(key[0] == deployment_id for key in self._hosts):
+            _remove(self._run / deployment_id)
 
     def replicas(self) -> list[ReplicaState]:
         return [
@@ -339,15 +358,14 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         assert spec.source_file is not None
         host_log = self._logs / key[0] / "host.log"
         host_log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [python, "-m", "chainyard.chains.host", str(source), spec.source_file]
+        argv += [spec.entrypoint_name] if spec.entrypoint_name else []
+        if self.sandboxed:
+            argv = sandbox.command(argv, self._layout(key[0], python, source))
         stderr = open(host_log, "ab")  # noqa: SIM115 - handed to the child process
         try:
             process = await asyncio.create_subprocess_exec(
-                python,
-                "-m",
-                "chainyard.chains.host",
-                str(source),
-                spec.source_file,
-                *([spec.entrypoint_name] if spec.entrypoint_name else []),
+                *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
@@ -360,35 +378,25 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             stderr.close()
         host = _Host(key, process)
         self._hosts[key] = host
+        record = self._run / "hosts" / f"{process.pid}.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"pid": process.pid, "deployment": key[0]}))
         host.reader = asyncio.create_task(self._read_host(host, host_log))
         return host
 
     async def _read_host(self, host: _Host, host_log: pathlib.Path) -> None:
         assert host.process.stdout is not None
-        async for raw in host.process.stdout:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            kind = event.get("event")
-            if kind == "ready":
-                host.ready.set()
-                for command in host.pending:
-                    await self._send(host, command)
-                host.pending.clear()
-            elif kind == "failed":
-                host.failed = f"the chain failed to load: {event.get('message')}"
-                self._fail_pending(host)
-            elif kind == "forked":
-                replica = self._replicas.get(event["replica_id"])
-                if replica is not None:
-                    replica.pid = int(event["pid"])
-                    if replica.stopping:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(replica.pid, signal.SIGTERM)
-            elif kind == "exited":
-                self._on_exit(event)
+        try:
+            async for raw in host.process.stdout:
+                await self._on_host_event(host, raw)
+        except (ValueError, OSError) as exc:
+            # Lines past the reader's limit: the host (which runs chainlet code) is not speaking
+            # the protocol; it is stopped, not believed.
+            host.failed = f"the replica host broke its protocol ({exc})"
+            with contextlib.suppress(ProcessLookupError):
+                host.process.kill()
         await host.process.wait()
+        (self._run / "hosts" / f"{host.process.pid}.json").unlink(missing_ok=True)
         if host.failed is None:
             tail = _tail(host_log)
             host.failed = f"the replica host exited ({host.process.returncode}){tail}"
@@ -399,6 +407,57 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         if self._hosts.get(host.key) is host:
             del self._hosts[host.key]
 
+    async def _on_host_event(self, host: _Host, raw: bytes) -> None:
+        """One event line of a host. The host runs the chain's code, so an event is believed
+        only about the host's own replicas, and a pid only once found among its descendants."""
+        try:
+            event = json.loads(raw)
+            kind = event.get("event")
+        except (ValueError, AttributeError):
+            return
+        if kind == "ready":
+            host.ready.set()
+            for command in host.pending:
+                await self._send(host, command)
+            host.pending.clear()
+            return
+        if kind == "failed":
+            host.failed = f"the chain failed to load: {str(event.get('message'))[:2000]}"
+            self._fail_pending(host)
+            return
+        replica = self._replicas.get(str(event.get("replica_id")))
+        if replica is None or replica.host_key != host.key:
+            return
+        if kind == "forked":
+            # In a sandbox the host reports the pid of its own PID namespace.
+            replica.pid = _descendant_pid(host.process.pid, event.get("pid"))
+            if replica.pid is None:
+                self._fail(replica, "the replica host reported a replica it did not start")
+            elif replica.stopping:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(replica.pid, signal.SIGTERM)
+        elif kind == "exited":
+            self._on_exit(replica, event)
+
+    def _layout(self, deployment_id: str, python: str, source: pathlib.Path) -> sandbox.Layout:
+        """What a deployment's sandbox sees of the data dir: its own parts only."""
+        read_only = [source, sandbox.interpreter_root(python)]
+        env_dir = pathlib.Path(python).parents[1]
+        if env_dir.is_relative_to(self._envs):
+            read_only.append(env_dir)
+        writable = [
+            self._home(deployment_id),
+            self._logs / deployment_id,
+            self._run / deployment_id,
+            self.data_dir / "chainlet-data" / deployment_id,
+        ]
+        return sandbox.Layout(
+            data_dir=self.data_dir,
+            read_only=tuple(read_only),
+            writable=tuple(writable),
+            workdir=source,
+        )
+
     def _fail_pending(self, host: _Host) -> None:
         for command in host.pending:
             replica = self._replicas.get(command["replica_id"])
@@ -406,10 +465,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
                 self._fail(replica, host.failed or "the replica host failed")
         host.pending.clear()
 
-    def _on_exit(self, event: dict[str, Any]) -> None:
-        replica = self._replicas.get(event["replica_id"])
-        if replica is None:
-            return
+    def _on_exit(self, replica: _Replica, event: dict[str, Any]) -> None:
         replica.run_file.unlink(missing_ok=True)
         if replica.stopping:
             self._forget(replica)
@@ -468,8 +524,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING) or replica.pid is None:
                 continue
             if replica.port is None:
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    replica.port = int(json.loads(replica.run_file.read_text())["port"])
+                replica.port = _port_of(replica.run_file)
                 if replica.port is None:
                     continue
             due = replica.phase == ReplicaPhase.STARTING or (
@@ -519,6 +574,51 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         """A line of the runtime's own about a replica, in its logs."""
         line = replica_log.record_line(level, "chainyard.health", message)
         self._notes.append((replica.spec.chainlet_id, replica.spec.replica_id, line))
+
+
+def _descendant_pid(root: int, reported: object) -> int | None:
+    """The pid (in this server's namespace) of the process among `root`'s descendants whose pid
+    in its own namespace is `reported`; None if there is none."""
+    if not isinstance(reported, int) or isinstance(reported, bool):
+        return None
+    queue = [root]
+    while queue:
+        pid = queue.pop()
+        if pid != root and _own_namespace_pid(pid) == reported:
+            return pid
+        with contextlib.suppress(OSError, ValueError):
+            children = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            queue.extend(int(c) for c in children)
+    return None
+
+
+def _own_namespace_pid(pid: int) -> int | None:
+    """A process's pid in the innermost PID namespace it belongs to (`NSpid`'s last field)."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid
+
+
+def _port_of(run_file: pathlib.Path) -> int | None:
+    """The port a replica wrote to its run file (written by the sandbox: read with care)."""
+    try:
+        with open(run_file, "rb") as f:
+            port = json.loads(f.read(4096))["port"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return port if isinstance(port, int) and 0 < port < 65536 else None
+
+
+def _remove(path: pathlib.Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _running(pid: int) -> bool:

@@ -101,6 +101,8 @@ class _Replica:
 
 class RayRuntime(RuntimeBackend):
     name = "ray"
+    # No sandbox: every actor of a cluster can reach the cluster (docs/ray.md).
+    sandbox_problem = "the Ray runtime: a Ray cluster is one trust domain"
 
     def __init__(
         self,
