@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from chainyard.api.app import create_app
 from chainyard.cli.main import app
 from chainyard.config import ServerConfig
+from chainyard.runtime import sandbox
 
 _ENTRY = pathlib.Path(sys.executable).parent / "chainyard"
 
@@ -161,7 +162,8 @@ def test_serve_answers_healthz(tmp_path: pathlib.Path) -> None:
         assert health.json()["status"] == "ok"
         # The operator sees which protections of docs/security.md are active.
         assert health.json()["protections"]["clean_replica_environment"] == "on"
-        assert health.json()["protections"]["replica_sandbox"] == "off"
+        expected = "on" if sandbox.problem() is None else "off"
+        assert health.json()["protections"]["replica_sandbox"] == expected
         chains = httpx.get(
             f"http://127.0.0.1:{port}/v1/chains",
             headers={"Authorization": "Bearer clitest1.abcdefghijklmnopqrstuvwxyz"},
@@ -177,7 +179,7 @@ def test_serve_answers_healthz(tmp_path: pathlib.Path) -> None:
             process.kill()
             _, banner = process.communicate()
     assert process.returncode is not None
-    assert "protections: clean_replica_environment on, replica_sandbox off" in banner
+    assert f"protections: clean_replica_environment on, replica_sandbox {expected}" in banner
 
 
 def test_serve_refuses_a_short_bootstrap_key_with_a_message(tmp_path: pathlib.Path) -> None:
