@@ -20,6 +20,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 serve: $(STAMP)
+	@bash scripts/system-deps.sh serve
 	$(BIN)/chainyard serve $(ARGS)
 
 test: install
