@@ -17,7 +17,10 @@ from chainyard.api.app import create_app
 from chainyard.runtime import sandbox
 from chainyard.runtime.factory import UnknownRuntime, make_runtime
 from chainyard.services import api_keys
+from tests.e2e.conftest import CHAINYARD, REPO, LiveServer, _free_port
 from tests.support.server import fast_config
+
+HELLO = REPO / "examples" / "hello_world" / "chain.py"
 
 pytestmark = pytest.mark.skipif(
     sandbox.problem() is not None, reason=f"no sandbox here: {sandbox.problem()}"
@@ -123,3 +126,43 @@ def test_a_required_sandbox_is_refused_where_there_is_none(tmp_path: pathlib.Pat
         make_runtime(fast_config(runtime="ray", sandbox="required", data_dir=tmp_path))
     with pytest.raises(ValueError, match="auto, required, off"):
         make_runtime(fast_config(runtime="local", sandbox="sometimes", data_dir=tmp_path))
+
+
+def test_an_unsandboxed_server_builds_one_workspace_only(tmp_path: pathlib.Path) -> None:
+    """A workspace created while an unsandboxed server runs gets no chainlet code run: its
+    deployment fails at build, saying why; the first workspace's chains run."""
+    server = LiveServer(
+        data_dir=tmp_path / "data",
+        port=_free_port(),
+        log=tmp_path / "server.log",
+        env={"CHAINYARD_SANDBOX": "off"},
+    )
+    server.start()
+    try:
+        assert "WARNING: replicas run without a sandbox" in server.log.read_text()
+        first = server.push(HELLO, "--wait")
+        assert first.returncode == 0, first.stderr
+        admin = ["admin", "create-key", "--workspace", "team-b"]
+        created = subprocess.run(
+            [*CHAINYARD, *admin, "--data-dir", str(server.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert created.returncode == 0, created.stderr
+        other_key = created.stdout.strip().splitlines()[-1]
+        env = {**os.environ, "CHAINYARD_URL": server.url, "CHAINYARD_API_KEY": other_key}
+        second = subprocess.run(
+            [*CHAINYARD, "push", str(HELLO), "--wait"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert second.returncode != 0
+        assert "serves one workspace only" in second.stdout + second.stderr
+    finally:
+        server.stop()
+    # And at the next start, with two workspaces in the store, it refuses to start at all.
+    with pytest.raises(RuntimeError, match="--allow-unsandboxed"):
+        server.start()
