@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO, LiveServer, _free_port, host_processes, wait_for
+from tests.e2e.conftest import REPO, LiveServer, _free_port, wait_for
+from tests.support import replica_processes
 
 HELLO = REPO / "examples" / "hello_world" / "chain.py"
 KILL_POINTS = 21
@@ -40,22 +41,6 @@ def _kill(server: LiveServer) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     server.process = None
-
-
-def _replica_processes(data_dir: pathlib.Path) -> list[int]:
-    """Replicas are forked by their host, which runs the same command: a replica's parent is a
-    host process of this data dir."""
-    hosts = set(host_processes(data_dir))
-    replicas = []
-    for pid in hosts:
-        try:
-            stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rpartition(")")[2].split()[1])
-        if parent in hosts:
-            replicas.append(pid)
-    return replicas
 
 
 def _audit(client: httpx.Client, chain_id: str) -> list[dict[str, Any]]:
@@ -208,7 +193,7 @@ def test_sigkill_at_random_points_loses_and_leaks_nothing(server: LiveServer) ->
                 for d in client.get(f"/v1/chains/{chain_id}/deployments").json()["deployments"]
                 for c in d["chainlets"]
             )
-            return ready == len(_replica_processes(server.data_dir))
+            return ready == len(replica_processes.replica_pids(server.data_dir))
 
         wait_for(matched, timeout=60, what="replica processes to match the store")
         # Inference works on what is left.
