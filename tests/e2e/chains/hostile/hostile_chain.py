@@ -1,7 +1,10 @@
 """Workspace A's hostile chain (issue 16): its entrypoint runs every probe of hostile_probe.py
-and answers what it found (tests/e2e/test_hostile_tenant.py)."""
+and answers what it found (tests/e2e/test_hostile_tenant.py).
 
-from typing import Any
+Arguments and answer travel as JSON text: truss_chains' I/O types allow neither `Any` nor
+optional values."""
+
+import json
 
 import hostile_probe
 import truss_chains as chains
@@ -12,29 +15,10 @@ class Hostile(chains.ChainletBase):
     def __init__(self, context: chains.DeploymentContext = chains.depends_context()) -> None:
         self._context = context
 
-    def run_remote(
-        self,
-        gateway: str,
-        b_workspace: str,
-        b_chain_id: str,
-        b_deployment_id: str,
-        b_chainlet_id: str,
-        b_request: dict[str, Any],
-        data_dir: str | None = None,
-        api_key: str | None = None,
-    ) -> dict[str, Any]:
+    def run_remote(self, arguments: str) -> str:
+        """`arguments`: hostile_probe.probe's keyword arguments but `own_token`, as JSON."""
         try:
-            own_token: str | None = self._context.get_baseten_api_key()
+            own_token = self._context.get_baseten_api_key()
         except Exception:  # no token of its own is a finding too
             own_token = None
-        return hostile_probe.probe(
-            gateway=gateway,
-            b_workspace=b_workspace,
-            b_chain_id=b_chain_id,
-            b_deployment_id=b_deployment_id,
-            b_chainlet_id=b_chainlet_id,
-            b_request=b_request,
-            data_dir=data_dir,
-            own_token=own_token,
-            api_key=api_key,
-        )
+        return json.dumps(hostile_probe.probe(**json.loads(arguments), own_token=own_token))

@@ -27,6 +27,7 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 # Enough of any one thing to show a leak, small enough that the answer stays a few MiB at most.
@@ -383,6 +384,30 @@ def call_ports(
 # -- all of it ------------------------------------------------------------------------------------
 
 
+def _guarded(step: Callable[[], Any], empty: Any) -> Any:
+    """A step that fails (a sandbox may refuse anything) is a finding, not the probe's end."""
+    try:
+        return step()
+    except Exception as exc:  # whatever a path answers, the other paths are still tried
+        if isinstance(empty, dict):
+            return {**empty, "probe_error": _error(exc)}
+        return empty
+
+
+def _empty_dir(path: str) -> dict[str, Any]:
+    return {"path": path, "database": {}, "run_files": {}, "logs": {}}
+
+
+def _write_and_use(
+    found: dict[str, Any], b_workspace: str, gateway: str, b_chain_id: str, b_request: Any
+) -> dict[str, Any]:
+    target = workspace_id(found["database"], b_workspace)
+    write = insert_api_key(pathlib.Path(found["path"]) / "chainyard.db", target)
+    if write["inserted"]:
+        write["use"] = use_api_key(gateway, write["raw_key"], b_chain_id, b_request)
+    return write
+
+
 def probe(
     *,
     gateway: str,
@@ -394,13 +419,18 @@ def probe(
     data_dir: str | None = None,
     own_token: str | None = None,
     api_key: str | None = None,
+    extra_ports: list[int] | None = None,
 ) -> dict[str, Any]:
     """Every path, in turn. `data_dir` is only a hint: the data dir is also looked for from here.
-    `own_token` is this chainlet's own credential for the gateway; `api_key` its workspace's key."""
+    `own_token` is this chainlet's own credential for the gateway; `api_key` its workspace's key;
+    `extra_ports` more ports to call (a scan would find them: a port number is no secret)."""
     gateway = gateway.rstrip("/")
-    findings: dict[str, Any] = {"environment": own_environment(), "processes": processes()}
-    dirs = candidate_data_dirs(data_dir)
-    findings["data_dirs"] = [read_data_dir(d) for d in dirs]
+    findings: dict[str, Any] = {
+        "environment": _guarded(own_environment, {}),
+        "processes": _guarded(processes, []),
+    }
+    dirs = _guarded(lambda: candidate_data_dirs(data_dir), [])
+    findings["data_dirs"] = [_guarded(lambda d=d: read_data_dir(d), _empty_dir(d)) for d in dirs]
     server_keys = [d["secret_key"] for d in findings["data_dirs"] if d.get("secret_key")]
     server_keys += [
         value
@@ -409,32 +439,35 @@ def probe(
         for value in re.findall(r"^CHAINYARD_SECRET_KEY=(.+)$", proc.get("environ") or "", re.M)
     ]
     findings["decrypted"] = [
-        decrypt_secrets(d.get("secret_key"), d["database"]) for d in findings["data_dirs"]
+        _guarded(lambda d=d: decrypt_secrets(d.get("secret_key"), d["database"]), {})
+        for d in findings["data_dirs"]
     ]
-    writes = []
-    for found in findings["data_dirs"]:
-        target = workspace_id(found["database"], b_workspace)
-        write = insert_api_key(pathlib.Path(found["path"]) / "chainyard.db", target)
-        if write["inserted"]:
-            write["use"] = use_api_key(gateway, write["raw_key"], b_chain_id, b_request)
-        writes.append(write)
-    findings["database_writes"] = writes
-    findings["forged_internal_calls"] = forge_internal_calls(
-        gateway, b_chainlet_id, b_deployment_id, b_request, server_keys, own_token
+    findings["database_writes"] = [
+        _guarded(lambda d=d: _write_and_use(d, b_workspace, gateway, b_chain_id, b_request), {})
+        for d in findings["data_dirs"]
+    ]
+    findings["forged_internal_calls"] = _guarded(
+        lambda: forge_internal_calls(
+            gateway, b_chainlet_id, b_deployment_id, b_request, server_keys, own_token
+        ),
+        [],
     )
-    ports = listening_ports()
+    ports: dict[int, list[str]] = _guarded(listening_ports, {})
     texts = [
         text
         for found in findings["data_dirs"]
         for text in [*found["run_files"].values(), *found["logs"].values()]
     ]
-    api_texts = logs_api_texts(gateway, api_key)
+    texts += [str(call.get("body")) for call in findings["forged_internal_calls"]]
+    api_texts: list[str] = _guarded(lambda: logs_api_texts(gateway, api_key), [])
     for port in ports_in_texts(texts):
-        ports.setdefault(port, []).append("data dir files")
+        ports.setdefault(port, []).append("data dir files or gateway answers")
     for port in ports_in_texts(api_texts):
         ports.setdefault(port, []).append("logs API")
+    for port in extra_ports or []:
+        ports.setdefault(port, []).append("given")
     # The gateway's own auth is what the calls above try.
     ports.pop(urllib.parse.urlsplit(gateway).port or -1, None)
     findings["logs_api_lines"] = api_texts
-    findings["direct_replica_calls"] = call_ports(ports, b_request, own_token)
+    findings["direct_replica_calls"] = _guarded(lambda: call_ports(ports, b_request, own_token), [])
     return findings
