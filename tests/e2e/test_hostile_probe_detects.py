@@ -186,7 +186,7 @@ def test_the_forged_token_is_the_one_the_first_scheme_accepts() -> None:
     from chainyard.services.crypto import SecretCipher
 
     secret_key = Fernet.generate_key()
-    core = types.SimpleNamespace(cipher=SecretCipher(secret_key))
+    core: Any = types.SimpleNamespace(cipher=SecretCipher(secret_key))
     for deployment_id in ("d1", "abcdef0123456789"):
         assert hostile_probe.old_internal_token(
             secret_key.decode(), deployment_id

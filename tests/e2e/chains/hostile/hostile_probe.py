@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -366,7 +367,7 @@ def call_ports(
 ) -> list[dict[str, Any]]:
     """A predict call to every port, as a replica would get it from the gateway: without any
     credential, and with this chainlet's own token."""
-    jobs = []
+    jobs: list[tuple[int, str | None]] = []
     for port in sorted(ports)[:_MAX_PORTS]:
         jobs.append((port, None))
         if own_token:
@@ -430,7 +431,9 @@ def probe(
         "processes": _guarded(processes, []),
     }
     dirs = _guarded(lambda: candidate_data_dirs(data_dir), [])
-    findings["data_dirs"] = [_guarded(lambda d=d: read_data_dir(d), _empty_dir(d)) for d in dirs]
+    findings["data_dirs"] = [
+        _guarded(functools.partial(read_data_dir, d), _empty_dir(d)) for d in dirs
+    ]
     server_keys = [d["secret_key"] for d in findings["data_dirs"] if d.get("secret_key")]
     server_keys += [
         value
@@ -439,11 +442,13 @@ def probe(
         for value in re.findall(r"^CHAINYARD_SECRET_KEY=(.+)$", proc.get("environ") or "", re.M)
     ]
     findings["decrypted"] = [
-        _guarded(lambda d=d: decrypt_secrets(d.get("secret_key"), d["database"]), {})
+        _guarded(functools.partial(decrypt_secrets, d.get("secret_key"), d["database"]), {})
         for d in findings["data_dirs"]
     ]
     findings["database_writes"] = [
-        _guarded(lambda d=d: _write_and_use(d, b_workspace, gateway, b_chain_id, b_request), {})
+        _guarded(
+            functools.partial(_write_and_use, d, b_workspace, gateway, b_chain_id, b_request), {}
+        )
         for d in findings["data_dirs"]
     ]
     findings["forged_internal_calls"] = _guarded(
