@@ -1,0 +1,193 @@
+"""The self-check of tests/e2e/test_hostile_tenant.py: run unsandboxed, in this process, against a
+real server whose every door is open, the hostile probe finds each leak, and the verdicts the
+acceptance test wants empty are not. So the acceptance test can fail.
+
+The server runs on the simulated runtime (no replica processes: fast); a bare HTTP server on
+127.0.0.1 stands in for a replica port that answers anyone.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.chains.hostile import hostile_probe
+from tests.e2e.conftest import CHAINYARD, KEY, LiveServer, _free_port, wait_for
+from tests.support import hostile
+from tests.support.server import hello_manifest
+
+SERVER_MARKER = secrets.token_hex(16)
+OWN_MARKER = secrets.token_hex(16)
+SECRET_MARKER = secrets.token_hex(16)
+SOURCE_MARKER = secrets.token_hex(16)
+STAND_IN_MARKER = secrets.token_hex(16)
+
+
+class _OpenReplica(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with 200: a replica port that asks for no credential."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"stand_in": STAND_IN_MARKER}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def open_replica() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OpenReplica)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("hostile-selfcheck")
+    live = LiveServer(
+        data_dir=root / "data",
+        port=_free_port(),
+        log=root / "server.log",
+        runtime="simulated",
+        env={"CY_SERVER_MARKER": SERVER_MARKER},
+    )
+    live.start()
+    yield live
+    live.stop()
+
+
+def _cli_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CHAINYARD_")}
+
+
+def test_the_probe_finds_every_leak_of_an_unprotected_server(
+    server: LiveServer,
+    open_replica: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    b_key = hostile.admin_key(CHAINYARD, str(server.data_dir), "tenant-b", _cli_env())
+    with server.client(b_key) as b:
+        assert b.post("/v1/secrets", json={"name": "cy_b", "value": SECRET_MARKER}).is_success
+        deployed = b.post("/v1/chains/deploy", json=hello_manifest("b-chain")).json()
+        keys_before = {k["prefix"] for k in b.get("/v1/api_keys").json()["keys"]}
+    chain_id, deployment_id = deployed["chain_id"], deployed["chain_deployment"]["id"]
+    with server.client(b_key) as b:
+
+        def active() -> dict[str, Any] | None:
+            d: dict[str, Any] = b.get(f"/v1/chains/{chain_id}/deployments/{deployment_id}").json()
+            return d if d["status"] == "ACTIVE" else None
+
+        deployment = wait_for(active, timeout=60, what="B's deployment active")
+    chainlet_id = next(c["id"] for c in deployment["chainlets"] if c["name"] == "HelloWorld")
+
+    # Where a replica runs: inside `<data dir>/sources/<digest>/`, beside other chains' sources.
+    own_source = server.data_dir / "sources" / "a0digest"
+    own_source.mkdir(parents=True)
+    other = server.data_dir / "sources" / "b0digest"
+    other.mkdir()
+    (other / "chain.py").write_text(f"TOKEN = {SOURCE_MARKER!r}\n")
+    monkeypatch.chdir(own_source)
+    monkeypatch.setenv("CY_OWN_MARKER", OWN_MARKER)
+
+    findings = hostile_probe.probe(
+        gateway=server.url,
+        b_workspace="tenant-b",
+        b_chain_id=chain_id,
+        b_deployment_id=deployment_id,
+        b_chainlet_id=chainlet_id,
+        b_request={"max_value": 1},
+    )
+    findings = json.loads(json.dumps(findings))  # as it would come back from a replica
+    assert [d["path"] for d in findings["data_dirs"]] == [str(server.data_dir.resolve())]
+
+    secret_key = (server.data_dir / "secret.key").read_text().strip()
+    db = sqlite3.connect(server.data_dir / "chainyard.db")
+    key_hash, prefix = db.execute(
+        "SELECT key_hash, prefix FROM api_keys WHERE prefix = ?", (b_key.partition(".")[0],)
+    ).fetchone()
+    (ciphertext,) = db.execute("SELECT ciphertext FROM secrets WHERE name = 'cy_b'").fetchone()
+    db.close()
+    markers = {
+        "own environment": OWN_MARKER,
+        "server environment": SERVER_MARKER,
+        "bootstrap key": KEY,
+        "secret.key": secret_key,
+        "B's key hash": key_hash,
+        "B's key prefix": prefix,
+        "B's secret ciphertext": ciphertext.decode(),
+        "B's secret, decrypted": SECRET_MARKER,
+        "another chain's source": SOURCE_MARKER,
+        "an open replica's answer": STAND_IN_MARKER,
+    }
+    assert set(hostile.leaked(findings, markers)) == set(markers)
+    assert "$.decrypted[0]" in " ".join(hostile.where_found(findings, SECRET_MARKER))
+    assert "$.environment" in " ".join(hostile.where_found(findings, OWN_MARKER))
+
+    # The server's process: seen and signalable.
+    seen = hostile.visible_processes(findings, hostile.is_server(server.port))
+    assert seen and seen[0]["signalable"], seen
+
+    # The database write landed, and the key it wrote opens workspace B through the API.
+    writes = hostile.landed_writes(findings)
+    assert len(writes) == 1
+    assert writes[0]["use"]["api_keys"]["status"] == 200
+    assert "cy_b" in writes[0]["use"]["secrets"]["body"]
+    with server.client(b_key) as b:
+        keys_after = {k["prefix"] for k in b.get("/v1/api_keys").json()["keys"]}
+    assert keys_after - keys_before == {hostile.written_keys(findings)[0].partition(".")[0]}
+    with server.client(hostile.written_keys(findings)[0]) as written:
+        assert written.get("/v1/chains").status_code == 200
+
+    # The open port answered, found from /proc/net/tcp.
+    answered = hostile.answered_direct_calls(findings, {open_replica})
+    assert answered and answered[0]["status"] == 200
+
+    # The token forged from secret.key got past the internal route's auth; no token did not.
+    accepted = hostile.accepted_internal_calls(findings)
+    assert [call["how"] for call in accepted] == ["forged from server key #0"], findings[
+        "forged_internal_calls"
+    ]
+    with httpx.Client(base_url=server.url) as anyone:
+        refused = anyone.post(
+            f"/internal/chainlets/{chainlet_id}/predict",
+            json={"max_value": 1},
+            headers={"Authorization": "Bearer not-the-token"},
+        )
+    assert refused.status_code in hostile.REFUSALS
+
+
+def test_the_forged_token_is_the_one_the_first_scheme_accepts() -> None:
+    """Independent of any server: the probe forges exactly what the first scheme's
+    `internal_token` computes (the derivation the issue removes)."""
+    try:
+        from chainyard.services.inference import internal_token
+    except ImportError:
+        pytest.skip("chainyard.services.inference.internal_token is gone: nothing to forge")
+    from cryptography.fernet import Fernet
+
+    from chainyard.services.crypto import SecretCipher
+
+    secret_key = Fernet.generate_key()
+    core: Any = types.SimpleNamespace(cipher=SecretCipher(secret_key))
+    for deployment_id in ("d1", "abcdef0123456789"):
+        assert hostile_probe.old_internal_token(
+            secret_key.decode(), deployment_id
+        ) == internal_token(core, deployment_id)
