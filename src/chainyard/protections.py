@@ -14,8 +14,10 @@ def active(runtime: str) -> dict[str, str]:
         "clean_replica_environment": "n/a" if simulated else "on",
         # A sandbox per deployment (issue 16): until it exists, replicas can read the data dir.
         "replica_sandbox": "n/a" if simulated else "off",
-        # The replica-to-gateway credential is derived from the server's key today.
-        "per_deployment_credentials": "n/a" if simulated else "off",
+        # Random chain keys, stored hashed and scoped to a chainlet's declared dependencies
+        # (services/chainlet_credentials.py); a random credential per replica that only the
+        # gateway holds (replica_auth.py). Local and Ray.
+        "per_deployment_credentials": "n/a" if simulated else "on",
     }
 
 

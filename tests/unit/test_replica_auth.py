@@ -50,9 +50,11 @@ def test_requests_without_the_credential_are_refused_on_every_path(
         response = client.request(method, path, headers=headers)
         assert response.status_code == 401, (method, path)
         assert response.json() == {"error": "this replica answers only its gateway"}
-    with pytest.raises(WebSocketDenialResponse) as refused:
-        with client.websocket_connect("/v1/websocket", headers=headers):
-            pass
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect("/v1/websocket", headers=headers),
+    ):
+        pass
     assert refused.value.status_code == 401
 
 
