@@ -30,8 +30,10 @@ def active(backend: _Backend) -> dict[str, str]:
         # runtime/sandbox.py: local runtime, Linux with bubblewrap; a Ray cluster is one trust
         # domain (docs/ray.md).
         "replica_sandbox": ("on" if sandboxed(backend) else "off") if runs_code else "n/a",
-        # The replica-to-gateway credential is derived from the server's key today.
-        "per_deployment_credentials": "off" if runs_code else "n/a",
+        # Random chain keys, stored hashed and scoped to a chainlet's declared dependencies
+        # (services/chainlet_credentials.py); a random credential per replica that only the
+        # gateway holds (replica_auth.py). Local and Ray.
+        "per_deployment_credentials": "on" if runs_code else "n/a",
     }
 
 

@@ -18,15 +18,17 @@ ALLOWED: dict[str, set[str]] = {
     # `interpreters` (a top-level module): which Python runs a chainlet, asked at deploy (for
     # the push's warnings) and at build.
     "services": {"services", "domain", "schemas", "store", "interpreters"},
-    "runtime": {"runtime", "domain", "config", "archives", "interpreters"},
+    # `replica_auth` (a top-level module, imported by replicas too): the credential a replica
+    # wants from the runtime's probes and the gateway.
+    "runtime": {"runtime", "domain", "config", "archives", "interpreters", "replica_auth"},
     # api/app.py (the composition root) also wires chainyard.metrics.
     "reconciler": {"reconciler", "services", "runtime", "domain"},
-    "gateway": {"gateway", "services", "runtime", "domain", "abortable"},
+    "gateway": {"gateway", "services", "runtime", "domain", "abortable", "replica_auth"},
     "autoscaler": {"autoscaler", "services", "domain"},
     "cluster": {"cluster", "services", "runtime", "domain"},
     "api": {"api", "services", "schemas", "domain", "archives"},
     # User chains run in replicas with truss_chains; they must not drag the server in.
-    "chains": {"chains", "abortable"},
+    "chains": {"chains", "abortable", "replica_auth"},
     "cli": {"cli", "api", "config", "domain", "services", "sdk", "schemas", "chains"},
     # The client library talks HTTP and speaks the wire models; nothing of the server.
     "sdk": {"sdk", "schemas"},

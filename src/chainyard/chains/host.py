@@ -117,6 +117,7 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
 
     import uvicorn
 
+    from chainyard import replica_auth
     from chainyard.chains import kinds, replica_health, replica_logging, replica_ws, truss_compat
     from chainyard.chains.replica_app import build_app
 
@@ -152,6 +153,8 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     check = getattr(chainlet, "is_healthy", None) if desc.health_check else None
     gate = replica_health.HealthGate(check, thresholds, started=started)
     served = replica_health.serve_health(gate, replica_logging.with_request_ids(app))
+    # Only the gateway (and the runtime's health checks) hold this replica's credential.
+    served = replica_auth.guard(command["replica_key"], served)
     # The local runtime keeps replicas on loopback; on a cluster (Ray) the gateway reaches them on
     # the node's address.
     bind_host = str(command.get("bind_host") or "127.0.0.1")
@@ -163,10 +166,8 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     tmp = run_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
     os.replace(tmp, run_file)
-    print(
-        f"replica {command['replica_id']} of {command['chainlet']} listening on {bind_host}:{port}",
-        flush=True,
-    )
+    # The log reaches the workspace (the logs API): it names no address of the platform's.
+    print(f"replica {command['replica_id']} of {command['chainlet']} serving", flush=True)
     # Keep-alive longer than the gateway's pool keeps idle connections (30 s), so the gateway never
     # sends on a connection the replica is closing.
     # uvicorn's records go through the root handler (replica_logging), not handlers of its own.

@@ -59,6 +59,8 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self._endpoints: list[ReplicaState] = []
         self._last_read: list[cluster.Endpoint] | None = None
+        # Sealed credentials of published replicas -> plain (cluster.read_endpoints).
+        self._opened: dict[bytes, str] = {}
         self._published: dict[str, cluster.Endpoint] | None = None
         self._peers_demand: dict[str, float] = {}
         self._reported: tuple[dict[str, float], float] | None = None
@@ -162,7 +164,7 @@ class Membership:
             return
         current = {
             r.replica_id: cluster.Endpoint(
-                r.replica_id, r.chainlet_id, r.deployment_id, r.phase.value, r.address
+                r.replica_id, r.chainlet_id, r.deployment_id, r.phase.value, r.address, r.credential
             )
             for r in self.backend.replicas()
         }
@@ -177,7 +179,7 @@ class Membership:
         return cluster.has_peers(self.core, self.server_id, fresh_after=now - PEER_STALE_SECONDS)
 
     async def _follow(self, now: float) -> None:
-        endpoints = await asyncio.to_thread(cluster.read_endpoints, self.core)
+        endpoints = await asyncio.to_thread(cluster.read_endpoints, self.core, self._opened)
         if endpoints == self._last_read:
             return await self._report(now)
         self._last_read = endpoints
@@ -189,6 +191,7 @@ class Membership:
                 deployment_id=e.deployment_id,
                 phase=ReplicaPhase(e.phase),
                 address=e.address,
+                credential=e.credential,
             )
             for e in endpoints
         ]

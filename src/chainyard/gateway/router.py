@@ -16,7 +16,9 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chainyard import replica_auth
 from chainyard.abortable import AbortableStream, StreamBrokenOff
+from chainyard.domain.addresses import without_addresses
 from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES, too_large_message
 from chainyard.gateway import bodies
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
@@ -79,6 +81,18 @@ def _with_error_code(body: bytes, status: int) -> bytes:
     return json.dumps(parsed).encode()
 
 
+def _reason(exc: BaseException) -> str:
+    """A connection error, for the caller: aiohttp names the replica's address, which is the
+    gateway's alone."""
+    return without_addresses(str(exc))
+
+
+def _unreachable(exc: BaseException) -> Response:
+    return inference_error(
+        502, "the chainlet's replica is unreachable", "model_unavailable", _reason(exc)
+    )
+
+
 class ReplicaRouter:
     def __init__(
         self,
@@ -104,6 +118,8 @@ class ReplicaRouter:
         self._rr = itertools.count()
         self._indexed_snapshot: list[ReplicaState] | None = None
         self._ready_index: dict[str, list[str]] = {}
+        # Address -> the credential that replica wants (replica_auth.py).
+        self._credentials: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -125,12 +141,20 @@ class ReplicaRouter:
         if snapshot is not self._indexed_snapshot:
             # Indexed once per change of what runs, not scanned once per request.
             index: dict[str, list[str]] = collections.defaultdict(list)
+            credentials: dict[str, str] = {}
             for r in snapshot:
                 if r.phase == ReplicaPhase.READY and r.address:
                     index[r.chainlet_id].append(r.address)
+                    if r.credential:
+                        credentials[r.address] = r.credential
             self._ready_index = dict(index)
+            self._credentials = credentials
             self._indexed_snapshot = snapshot
         return list(self._ready_index.get(chainlet_id, ()))
+
+    def credential_headers(self, address: str) -> dict[str, str]:
+        """What a request to the replica at `address` must carry for it to answer."""
+        return replica_auth.headers(self._credentials.get(address))
 
     def demand(self) -> dict[str, float]:
         """What the autoscaler scales on: requests running plus requests held, per chainlet."""
@@ -243,7 +267,7 @@ class ReplicaRouter:
                 upstream = await self._session.post(
                     f"{address}/v1/models/model:predict",
                     data=body if isinstance(body, bytes) else body.chunks(),
-                    headers=headers,
+                    headers={**headers, **self.credential_headers(address)},
                 )
                 break
             except bodies.BodyTooLarge:
@@ -259,9 +283,7 @@ class ReplicaRouter:
                 if isinstance(body, bodies.StreamedBody) and body.started:
                     # Part of a streamed body is gone: it cannot be sent again.
                     release()
-                    return inference_error(
-                        502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
-                    )
+                    return _unreachable(exc)
                 # Refused, or the pooled connection was closed under us while sending (a replica
                 # shutting down closes its idle connections): the request was not delivered, so
                 # another replica can take it safely.
@@ -271,9 +293,7 @@ class ReplicaRouter:
                     raise ReplicasGone(chainlet_id) from exc
                 if not others:
                     release()
-                    return inference_error(
-                        502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
-                    )
+                    return _unreachable(exc)
                 self.load[address] -= 1
                 address = others[0]
                 self.load[address] += 1
@@ -285,9 +305,7 @@ class ReplicaRouter:
                     return inference_error(
                         400, "the caller went away before the end of its body", "client_error"
                     )
-                return inference_error(
-                    502, "the chainlet's replica is unreachable", "model_unavailable", str(exc)
-                )
+                return _unreachable(exc)
             except Exception:
                 release()  # whatever went wrong, the replica's slot must not stay taken
                 raise
@@ -329,7 +347,10 @@ class ReplicaRouter:
             data = await upstream.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             return inference_error(
-                502, "the chainlet's replica broke the connection", "model_unavailable", str(exc)
+                502,
+                "the chainlet's replica broke the connection",
+                "model_unavailable",
+                _reason(exc),
             )
         finally:
             upstream.release()

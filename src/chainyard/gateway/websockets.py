@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chainyard import replica_auth
 from chainyard.domain.errors import ChainyardError, NotFound, Unauthorized
 from chainyard.gateway import routes
 from chainyard.gateway.router import ReplicaRouter, inference_error
@@ -61,6 +62,8 @@ _NOT_FORWARDED = frozenset(
         "sec-websocket-extensions",
         "sec-websocket-protocol",
         "sec-websocket-accept",
+        # The replica's credential is the gateway's to send, never a caller's.
+        replica_auth.HEADER,
     }
 )
 # Close codes that may not be sent in a close frame (RFC 6455 7.4.1): "no status", "abnormal".
@@ -179,7 +182,7 @@ async def _connect(
             try:
                 upstream = await session.ws_connect(
                     address + _REPLICA_PATH,
-                    headers=headers,
+                    headers={**headers, **replicas.credential_headers(address)},
                     max_msg_size=MAX_MESSAGE_BYTES,
                     autoclose=False,
                 )

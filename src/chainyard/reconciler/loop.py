@@ -29,7 +29,7 @@ from chainyard.runtime.base import (
     ReplicaState,
     RuntimeBackend,
 )
-from chainyard.services import artifacts, inference, observations, rollouts, secrets
+from chainyard.services import artifacts, chainlet_credentials, observations, rollouts, secrets
 from chainyard.services.context import Core
 from chainyard.services.observations import ChainletGlance, ChainletUpdate, ChainletWork
 from chainyard.services.pacing import Pacer
@@ -78,6 +78,10 @@ class Reconciler:
         self._next_full_scan = 0.0
         # Deployments that run nothing more: released from the runtime once no replica is left.
         self._releasable: set[str] = set()
+        # Chainlet id -> the chain key its replicas present to call their dependencies: issued
+        # once per chainlet while this server runs (only its hash is stored), so its replicas
+        # share it; a restarted server issues new ones, and the old ones stay valid.
+        self._chain_keys: dict[str, str] = {}
         self._observed: Observed | None = None
         # Derived set, kept while its inputs are unchanged (see _suspicious).
         self._ready_version = 0
@@ -201,6 +205,8 @@ class Reconciler:
         for chainlet_id in unknown:
             self._set_shape(chainlet_id, None)
             self._ready_seen.pop(chainlet_id, None)
+            if chainlet_id not in serving:
+                self._chain_keys.pop(chainlet_id, None)
             for replica in observed.of_chainlet(chainlet_id):
                 await self._stop(replica.replica_id)
                 if chainlet_id not in serving:
@@ -305,6 +311,8 @@ class Reconciler:
             return
         for deployment_id in sorted(self._releasable - observed.deployments):
             self._releasable.discard(deployment_id)
+            for chainlet_id in self._of_deployment.get(deployment_id, ()):
+                self._chain_keys.pop(chainlet_id, None)
             try:
                 await self.runtime.release_deployment(deployment_id)
             except Exception:
@@ -459,10 +467,20 @@ class Reconciler:
                 for name in w.dependencies
                 if name in w.sibling_ids
             },
-            chain_api_key=inference.internal_token(self.core, w.deployment_id),
+            chain_api_key=await self._chain_key(w) if w.dependencies else "",
             predict_concurrency=int(w.compute.get("predict_concurrency") or 1),
             image=w.image,
         )
+
+    async def _chain_key(self, w: ChainletWork) -> str:
+        """The chainlet's chain key (services/chainlet_credentials.py), issued on first use."""
+        key = self._chain_keys.get(w.chainlet_id)
+        if key is None:
+            key = await asyncio.to_thread(
+                chainlet_credentials.issue, self.core, w.deployment_id, w.chainlet_id
+            )
+            self._chain_keys[w.chainlet_id] = key
+        return key
 
     def _artifact(self, w: ChainletWork) -> pathlib.Path | None:
         if w.artifact_digest is None:

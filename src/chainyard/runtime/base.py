@@ -80,6 +80,9 @@ class ReplicaState:
     phase: ReplicaPhase
     address: str | None = None
     message: str | None = None
+    # What the replica wants to see from its callers (replica_auth.py): random per
+    # replica, known to the runtime and the gateway only. Never shown (not in repr).
+    credential: str | None = dataclasses.field(default=None, repr=False)
 
 
 class RuntimeBackend(abc.ABC):

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from chainyard import replica_auth
 from chainyard.runtime.base import ReplicaPhase
 
 
@@ -82,10 +83,13 @@ def judge(status: int, body: Any) -> Verdict | None:
     return Verdict(Action.SERVE)
 
 
-async def probe(session: aiohttp.ClientSession, url: str) -> Verdict | None:
-    """Asks a replica's readiness URL; None when it does not answer, or answers no report."""
+async def probe(
+    session: aiohttp.ClientSession, url: str, credential: str | None = None
+) -> Verdict | None:
+    """Asks a replica's readiness URL, with the replica's credential (replica_auth.py);
+    None when it does not answer, or answers no report."""
     try:
-        async with session.get(url) as response:
+        async with session.get(url, headers=replica_auth.headers(credential)) as response:
             if response.status == 200:
                 return Verdict(Action.SERVE)
             try:

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import time
@@ -54,6 +55,8 @@ class _Replica:
     started: float = dataclasses.field(default_factory=time.monotonic)
     ready_at: float | None = None
     stopping: bool = False
+    # The replica's own credential (replica_auth.py): sent to it in the fork command.
+    credential: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 class _Host:
@@ -250,6 +253,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
                 phase=r.phase,
                 address=f"http://127.0.0.1:{r.port}" if r.port else None,
                 message=r.message,
+                credential=r.credential,
             )
             for r in self._replicas.values()
         ]
@@ -291,6 +295,8 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             "secret_keys": list(spec.secret_keys),
             "environment": spec.environment,
             "chain_api_key": spec.chain_api_key,
+            # On the host's stdin, never in argv or the environment (other processes read those).
+            "replica_key": replica.credential,
             "predict_concurrency": spec.predict_concurrency,
             "log_path": str(replica.log_path),
             "run_file": str(replica.run_file),
@@ -538,7 +544,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
     async def _probe(self, replica: _Replica) -> None:
         assert self._session is not None
         url = f"http://127.0.0.1:{replica.port}/v1/models/model"
-        verdict = await health_verdicts.probe(self._session, url)
+        verdict = await health_verdicts.probe(self._session, url, replica.credential)
         if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING):
             return
         if verdict is not None:

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import pathlib
+import secrets
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from chainyard.domain import replica_log
+from chainyard.domain.addresses import without_addresses
 from chainyard.interpreters import Interpreters
 from chainyard.runtime import health_verdicts, ray_compat
 from chainyard.runtime.base import (
@@ -97,6 +99,8 @@ class _Replica:
     said_waiting: bool = False
     stopping: bool = False
     launch: asyncio.Task[None] | None = None
+    # The replica's own credential (replica_auth.py): sent in the actor's arguments.
+    credential: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 class RayRuntime(RuntimeBackend):
@@ -201,7 +205,8 @@ class RayRuntime(RuntimeBackend):
         try:
             uri, uploaded = await self._ship(request.artifact_path)
         except Exception as exc:
-            return BuildResult(ok=False, message=f"cannot ship the source to Ray: {exc}")
+            message = without_addresses(f"cannot ship the source to Ray: {exc}")
+            return BuildResult(ok=False, message=message)
         lines = [f"source {'shipped to' if uploaded else 'already on'} the Ray cluster as {uri}"]
         image = request.image
         warnings = []
@@ -245,7 +250,8 @@ class RayRuntime(RuntimeBackend):
                 num_cpus=0, runtime_env=self._runtime_env(uri, requirements)
             ).remote()
         except Exception as exc:
-            text = str(exc)
+            # Ray's errors name its nodes by address; the build log reaches the workspace.
+            text = without_addresses(str(exc))
             detail = [ln for ln in text.splitlines() if ln.strip()][-30:]
             message = f"pip could not install the requirements on Ray: {_env_error(text)}"
             return BuildResult(ok=False, message=message, log_lines=tuple(lines + detail))
@@ -300,6 +306,7 @@ class RayRuntime(RuntimeBackend):
                 phase=r.phase,
                 address=_address(r.ip, r.port) if r.ip and r.port else None,
                 message=r.message,
+                credential=r.credential,
             )
             for r in self._replicas.values()
         ]
@@ -313,7 +320,7 @@ class RayRuntime(RuntimeBackend):
     def _say(self, replica: _Replica, line: str) -> None:
         self._lines.append((replica.spec.chainlet_id, replica.spec.replica_id, line))
 
-    def _command(self, spec: ReplicaSpec) -> dict[str, Any]:
+    def _command(self, spec: ReplicaSpec, credential: str) -> dict[str, Any]:
         millicpu = spec.instance_type.get("millicpu_limit") or 1000
         gpus = int(spec.instance_type.get("gpu_count") or 0)
         return {
@@ -327,6 +334,8 @@ class RayRuntime(RuntimeBackend):
             "secret_keys": list(spec.secret_keys),
             "environment": spec.environment,
             "chain_api_key": spec.chain_api_key,
+            # In the actor's arguments: the worker hands it to the host on its stdin.
+            "replica_key": credential,
             "predict_concurrency": spec.predict_concurrency,
             "data_root": self.data_root,
             "image": dict(spec.image),
@@ -371,7 +380,9 @@ class RayRuntime(RuntimeBackend):
             # Not in a thread: creating an actor only submits it, and a stop that cancels this
             # task between awaits must never leave an actor behind that nobody knows of.
             replica.actor = self._actor_cls.options(**options).remote()
-            info = await self._placed(replica, replica.actor.start.remote(self._command(spec)))
+            info = await self._placed(
+                replica, replica.actor.start.remote(self._command(spec, replica.credential))
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -384,7 +395,8 @@ class RayRuntime(RuntimeBackend):
         replica.node_id, replica.ip = str(info["node_id"]), str(info["ip"])
         replica.message = None
         gpus = f", GPUs {info['gpus']}" if info.get("gpus") else ""
-        self._say(replica, f"placed on Ray node {replica.node_id[:12]} ({replica.ip}){gpus}")
+        # The node's id, not its address: the replica's logs reach the workspace.
+        self._say(replica, f"placed on Ray node {replica.node_id[:12]}{gpus}")
 
     def _start_error(self, exc: BaseException) -> str:
         text = str(exc)
@@ -514,7 +526,7 @@ class RayRuntime(RuntimeBackend):
             return
         assert self._session is not None and replica.ip
         url = f"{_address(replica.ip, replica.port)}/v1/models/model"
-        verdict = await health_verdicts.probe(self._session, url)
+        verdict = await health_verdicts.probe(self._session, url, replica.credential)
         if _settled(replica):
             return
         serving = verdict is not None and verdict.action == health_verdicts.Action.SERVE
@@ -562,7 +574,8 @@ class RayRuntime(RuntimeBackend):
 
     def _fail(self, replica: _Replica, message: str) -> None:
         replica.phase = ReplicaPhase.FAILED
-        replica.message = message
+        # Ray's errors name nodes and workers by address; the message reaches the workspace.
+        replica.message = without_addresses(message)
         replica.port = None
 
     def _kill(self, replica: _Replica) -> None:

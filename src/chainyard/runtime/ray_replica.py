@@ -111,8 +111,8 @@ class ChainletReplica:
         missing = apt_missing(list(image.get("apt", [])))
         if missing:
             raise RuntimeError(
-                f"apt packages not installed on Ray node {ip}: {', '.join(missing)}; put them in "
-                "the nodes' image"
+                f"apt packages not installed on the replica's Ray node: {', '.join(missing)}; put "
+                "them in the nodes' image"
             )
         from chainyard.runtime import data_dir
 

@@ -26,6 +26,8 @@ class Endpoint:
     deployment_id: str
     phase: str
     address: str | None
+    # The replica's credential (replica_auth.py), plain; stored encrypted.
+    credential: str | None = dataclasses.field(default=None, repr=False)
 
 
 def acquire(core: Core, name: str, holder: str, *, ttl: float, now: float) -> bool:
@@ -73,19 +75,52 @@ def publish_endpoints(core: Core, holder: str, endpoints: Iterable[Endpoint]) ->
                         deployment_id=e.deployment_id,
                         phase=e.phase,
                         address=e.address,
+                        credential=_sealed(core, e.credential),
                         holder=holder,
                     )
                 )
-            elif (row.phase, row.address, row.holder) != (e.phase, e.address, holder):
+                continue
+            if (row.phase, row.address, row.holder) != (e.phase, e.address, holder):
                 row.phase, row.address, row.holder = e.phase, e.address, holder
+            # A replica's credential never changes: sealed once (each sealing differs).
+            if row.credential is None and e.credential:
+                row.credential = _sealed(core, e.credential)
 
 
-def read_endpoints(core: Core) -> list[Endpoint]:
+def _sealed(core: Core, credential: str | None) -> bytes | None:
+    return core.cipher.encrypt(credential) if credential else None
+
+
+def read_endpoints(core: Core, opened: dict[bytes, str] | None = None) -> list[Endpoint]:
+    """The published replicas, credentials decrypted. `opened` (sealed -> plain) spares a
+    follower decrypting every row on every read: pass the same dict each time; it keeps only
+    what the rows still hold."""
+    known = dict(opened or {})
+    if opened is not None:
+        opened.clear()
     with core.db.read() as session:
-        return [
-            Endpoint(r.replica_id, r.chainlet_id, r.deployment_id, r.phase, r.address)
-            for r in session.scalars(select(ReplicaEndpoint))
-        ]
+        rows = list(session.scalars(select(ReplicaEndpoint)))
+    endpoints = []
+    for r in rows:
+        credential = None
+        if r.credential is not None:
+            sealed = bytes(r.credential)
+            credential = known.get(sealed) or _opened(core, sealed)
+            if credential is not None and opened is not None:
+                opened[sealed] = credential
+        endpoints.append(
+            Endpoint(r.replica_id, r.chainlet_id, r.deployment_id, r.phase, r.address, credential)
+        )
+    return endpoints
+
+
+def _opened(core: Core, sealed: bytes) -> str | None:
+    try:
+        return core.cipher.decrypt(sealed)
+    except ValueError:
+        # Sealed with another key (servers sharing a database must share CHAINYARD_SECRET_KEY):
+        # this server cannot reach that replica, which then answers 401.
+        return None
 
 
 def publish_demand(core: Core, server: str, demand: Mapping[str, float], *, now: float) -> None:

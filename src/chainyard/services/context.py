@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Callable
+from typing import Any
 
 from chainyard.domain.instance_types import Catalogue
 from chainyard.interpreters import Interpreters
@@ -90,5 +91,8 @@ class Core:
     # SHA-256 of a presented key -> (valid until, monotonic seconds; its actor): see
     # api_keys.authenticate.
     auth_cache: dict[str, tuple[float, Actor]] = dataclasses.field(default_factory=dict)
+    # SHA-256 of a chainlet's chain key -> (valid until, monotonic seconds; what it may call):
+    # see chainlet_credentials.reach.
+    chain_key_cache: dict[str, tuple[float, Any]] = dataclasses.field(default_factory=dict)
     # Failed authentications per client address (services/auth_throttle.py); None: unthrottled.
     auth_throttle: FailureThrottle | None = None

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chainyard.domain.autoscaling import AutoscalingSettings
-from chainyard.domain.errors import Forbidden, NotFound, Unauthorized
+from chainyard.domain.errors import Forbidden, NotFound
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus
-from chainyard.services import lookups, rollouts
+from chainyard.services import chainlet_credentials, lookups, rollouts
 from chainyard.services.builder import initial_replicas
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import ChainDeployment, Chainlet
@@ -26,12 +24,6 @@ class Target:
     chainlet_name: str
     status: DeploymentStatus
     predict_concurrency: int
-
-
-def internal_token(core: Core, deployment_id: str) -> str:
-    """The key a deployment's replicas present when they call each other through the gateway."""
-    key = core.cipher.derive("internal-token")
-    return hmac.new(key, deployment_id.encode(), hashlib.sha256).hexdigest()
 
 
 def _entry_target(deployment: ChainDeployment) -> Target:
@@ -110,15 +102,17 @@ def _entry_ready(deployment: ChainDeployment) -> int:
 
 
 def resolve_internal(core: Core, chainlet_id: str, token: str) -> Target:
-    """A dependency call from a replica: the token must be its deployment's."""
-    with core.db.read() as session:
-        chainlet = session.get(Chainlet, chainlet_id)
-        if chainlet is None:
-            raise NotFound(f"chainlet '{chainlet_id}' not found", code="model_does_not_exist")
-        deployment = chainlet.deployment
-        if not hmac.compare_digest(token, internal_token(core, deployment.id)):
-            raise Unauthorized("invalid chain key")
-        return _target(deployment, chainlet)
+    """A dependency call from a replica: the token must be one issued to a chainlet of the same
+    deployment that declared the target as a dependency (services/chainlet_credentials.py). Any
+    other token is 401 "invalid chain key"; a live one aimed elsewhere is 403."""
+    callee = chainlet_credentials.callee(core, token, chainlet_id)
+    return Target(
+        deployment_id=callee.deployment_id,
+        chainlet_id=callee.chainlet_id,
+        chainlet_name=callee.name,
+        status=DeploymentStatus(callee.deployment_status),
+        predict_concurrency=callee.predict_concurrency,
+    )
 
 
 def wake(core: Core, deployment_id: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, String
+from sqlalchemy import JSON, Float, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chainyard.store.base import Base
@@ -32,6 +32,9 @@ class ReplicaEndpoint(Base):
     deployment_id: Mapped[str] = mapped_column(String(16))
     phase: Mapped[str] = mapped_column(String(16))
     address: Mapped[str | None] = mapped_column(String(300))
+    # The credential the replica wants from its callers (runtime/base.py ReplicaState), encrypted
+    # with the servers' key: the database alone does not open the replicas.
+    credential: Mapped[bytes | None] = mapped_column(LargeBinary)
     holder: Mapped[str] = mapped_column(String(200))
 
 

@@ -1,6 +1,15 @@
 """Imports every table module, so that `Base.metadata` knows them all (migrations, tests)."""
 
-from chainyard.store import audit_logs, chains, cluster, environments, logs, secrets, workspaces
+from chainyard.store import (
+    audit_logs,
+    chains,
+    cluster,
+    credentials,
+    environments,
+    logs,
+    secrets,
+    workspaces,
+)
 from chainyard.store.base import Base
 
 metadata = Base.metadata
@@ -9,6 +18,7 @@ __all__ = [
     "audit_logs",
     "chains",
     "cluster",
+    "credentials",
     "environments",
     "logs",
     "metadata",

@@ -1,0 +1,147 @@
+"""The chain key a replica presents on the gateway's internal route: random, stored hashed, and
+good only for the chainlets its own chainlet declared as dependencies, in its own deployment."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from chainyard.domain.errors import Forbidden, Unauthorized
+from chainyard.services import api_keys, chainlet_credentials, inference
+from chainyard.store.credentials import ChainletCredential
+from tests.support.server import Api
+
+
+def _manifest(chain_name: str) -> dict[str, Any]:
+    """Entry calls Callee; Sibling is in the same deployment but not declared by Entry."""
+    compute = {"cpu_count": 1, "memory": "2Gi"}
+    return {
+        "chain_name": chain_name,
+        "entrypoint": "Entry",
+        "environment": "production",
+        "chainlets": [
+            {"name": "Entry", "dependencies": ["Callee"], "compute": compute},
+            {"name": "Callee", "compute": compute},
+            {"name": "Sibling", "compute": compute},
+        ],
+    }
+
+
+def _deployed(api: Api, chain_name: str, key: str | None = None) -> dict[str, str]:
+    """Chainlet name -> id, plus "deployment" and "chain"."""
+    body = api.deploy(_manifest(chain_name), key=key)
+    chain_id, deployment_id = body["chain_id"], body["chain_deployment"]["id"]
+    response = api.get(f"/v1/chains/{chain_id}/deployments/{deployment_id}", key=key)
+    ids = {c["name"]: c["id"] for c in response.json()["chainlets"]}
+    return {**ids, "deployment": deployment_id, "chain": chain_id}
+
+
+def _internal(api: Api, chainlet_id: str, token: str) -> Any:
+    return api.client.post(
+        f"/internal/chainlets/{chainlet_id}/predict",
+        headers={"Authorization": f"Bearer {token}"},
+        json={},
+    )
+
+
+@pytest.fixture
+def two_chains(api: Api) -> tuple[Api, dict[str, str], dict[str, str]]:
+    mine = _deployed(api, "keys-mine")
+    other_key = api_keys.admin_create_key(api.core, "elsewhere", "WORKSPACE_MANAGE_ALL")
+    theirs = _deployed(api, "keys-theirs", key=other_key)
+    return api, mine, theirs
+
+
+def test_a_chain_key_reaches_only_its_chainlets_declared_dependencies(
+    two_chains: tuple[Api, dict[str, str], dict[str, str]],
+) -> None:
+    api, mine, theirs = two_chains
+    token = chainlet_credentials.issue(api.core, mine["deployment"], mine["Entry"])
+
+    target = inference.resolve_internal(api.core, mine["Callee"], token)
+    assert (target.chainlet_id, target.chainlet_name) == (mine["Callee"], "Callee")
+    assert target.deployment_id == mine["deployment"]
+    # Through the gateway the call gets past the key (the simulated replica cannot answer it).
+    assert _internal(api, mine["Callee"], token).status_code not in (401, 403)
+
+    # An undeclared sibling, itself, another workspace's chainlet, an id that does not exist:
+    # the same refusal, which names nothing.
+    for chainlet_id in (mine["Sibling"], mine["Entry"], theirs["Callee"], "nosuchchainlet1"):
+        with pytest.raises(Forbidden):
+            inference.resolve_internal(api.core, chainlet_id, token)
+        response = _internal(api, chainlet_id, token)
+        assert response.status_code == 403, response.text
+        assert "Callee" not in response.text and theirs["Callee"] not in response.text
+
+
+def test_a_callee_s_key_does_not_reach_its_caller(api: Api) -> None:
+    mine = _deployed(api, "keys-callee")
+    token = chainlet_credentials.issue(api.core, mine["deployment"], mine["Callee"])
+    for chainlet_id in (mine["Entry"], mine["Sibling"]):
+        assert _internal(api, chainlet_id, token).status_code == 403
+
+
+@pytest.mark.parametrize("kind", ["random", "empty", "derived", "hash"])
+def test_any_other_token_is_an_invalid_chain_key(api: Api, kind: str) -> None:
+    mine = _deployed(api, f"keys-{kind}")
+    issued = chainlet_credentials.issue(api.core, mine["deployment"], mine["Entry"])
+    token = {
+        "random": "not-a-key-0123456789abcdefghijklmnopqrstuvw",
+        "empty": "",
+        # What the server's key used to derive: reading secret.key no longer forges a key.
+        "derived": hmac.new(
+            api.core.cipher.derive("internal-token"),
+            mine["deployment"].encode(),
+            hashlib.sha256,
+        ).hexdigest(),
+        # What the store holds is no key either.
+        "hash": hashlib.sha256(issued.encode()).hexdigest(),
+    }[kind]
+    with pytest.raises(Unauthorized):
+        inference.resolve_internal(api.core, mine["Callee"], token)
+    response = _internal(api, mine["Callee"], token)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid chain key"
+
+
+def test_keys_are_random_stored_hashed_and_go_with_their_deployment(api: Api) -> None:
+    mine = _deployed(api, "keys-stored")
+    api.wait_current(mine["chain"], mine["deployment"])
+    # The reconciler issued one for Entry's replicas (it has a dependency); none for the others.
+    with api.core.db.read() as session:
+        rows = list(
+            session.scalars(
+                select(ChainletCredential).where(
+                    ChainletCredential.deployment_id == mine["deployment"]
+                )
+            )
+        )
+    assert [r.chainlet_id for r in rows] == [mine["Entry"]]
+    first = chainlet_credentials.issue(api.core, mine["deployment"], mine["Entry"])
+    second = chainlet_credentials.issue(api.core, mine["deployment"], mine["Entry"])
+    assert first != second and len(first) >= 43
+    with api.core.db.read() as session:
+        stored = set(session.scalars(select(ChainletCredential.token_hash)))
+    assert hashlib.sha256(first.encode()).hexdigest() in stored
+    assert first not in stored and second not in stored
+    # Both keep working: a replica started before a restart keeps its key.
+    for token in (first, second):
+        assert inference.resolve_internal(api.core, mine["Callee"], token).chainlet_id
+
+    # A second deployment, so that the first may be deleted; its keys go with it.
+    newer = _deployed(api, "keys-stored")
+    api.wait_current(mine["chain"], newer["deployment"])
+    response = api.delete(f"/v1/chains/{mine['chain']}/deployments/{mine['deployment']}")
+    assert response.status_code == 200, response.text
+    with api.core.db.read() as session:
+        left = session.scalars(
+            select(ChainletCredential).where(ChainletCredential.deployment_id == mine["deployment"])
+        ).all()
+    assert left == []
+    api.core.chain_key_cache.clear()  # verified keys are cached for a few seconds
+    with pytest.raises(Unauthorized):
+        inference.resolve_internal(api.core, mine["Callee"], first)
