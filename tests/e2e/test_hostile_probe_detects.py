@@ -8,19 +8,21 @@ The server runs on the simulated runtime (no replica processes: fast); a bare HT
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import http.server
 import json
 import os
 import secrets
 import sqlite3
 import threading
-import types
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
+from chainyard.services.crypto import SecretCipher
 from tests.e2e.chains.hostile import hostile_probe
 from tests.e2e.conftest import CHAINYARD, KEY, LiveServer, _free_port, wait_for
 from tests.support import hostile
@@ -160,34 +162,46 @@ def test_the_probe_finds_every_leak_of_an_unprotected_server(
     answered = hostile.answered_direct_calls(findings, {open_replica})
     assert answered and answered[0]["status"] == 200
 
-    # The token forged from secret.key got past the internal route's auth; no token did not.
-    accepted = hostile.accepted_internal_calls(findings)
-    assert [call["how"] for call in accepted] == ["forged from server key #0"], findings[
-        "forged_internal_calls"
-    ]
-    with httpx.Client(base_url=server.url) as anyone:
-        refused = anyone.post(
-            f"/internal/chainlets/{chainlet_id}/predict",
-            json={"max_value": 1},
-            headers={"Authorization": "Bearer not-the-token"},
+    # The gateway's internal route refuses every token the probe can make now (no derivation).
+    assert hostile.accepted_internal_calls(findings) == [], findings["forged_internal_calls"]
+    # Where the first scheme still held (a gateway that accepts HMAC(secret.key, deployment)),
+    # the probe's forged token gets in, and no token does not.
+    with _first_scheme_gateway(secret_key, deployment_id) as old_gateway:
+        calls = hostile_probe.forge_internal_calls(
+            old_gateway, chainlet_id, deployment_id, {"max_value": 1}, [secret_key], None
         )
-    assert refused.status_code in hostile.REFUSALS
+    accepted = hostile.accepted_internal_calls({"forged_internal_calls": calls})
+    assert [call["how"] for call in accepted] == ["forged from server key #0"], calls
 
 
-def test_the_forged_token_is_the_one_the_first_scheme_accepts() -> None:
-    """Independent of any server: the probe forges exactly what the first scheme's
-    `internal_token` computes (the derivation the issue removes)."""
+@contextlib.contextmanager
+def _first_scheme_gateway(secret_key: str, deployment_id: str) -> Iterator[str]:
+    """The internal route as first built: a bearer token derived from the server's key opens
+    the deployment's chainlets (SecretCipher.derive, as it was)."""
+    cipher = SecretCipher(secret_key.encode())
+    expected = hmac.new(
+        cipher.derive("internal-token"), deployment_id.encode(), hashlib.sha256
+    ).hexdigest()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            token = self.headers.get("Authorization", "").partition(" ")[2]
+            ok = hmac.compare_digest(token, expected)
+            body = json.dumps({"ok": ok}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        from chainyard.services.inference import internal_token
-    except ImportError:
-        pytest.skip("chainyard.services.inference.internal_token is gone: nothing to forge")
-    from cryptography.fernet import Fernet
-
-    from chainyard.services.crypto import SecretCipher
-
-    secret_key = Fernet.generate_key()
-    core: Any = types.SimpleNamespace(cipher=SecretCipher(secret_key))
-    for deployment_id in ("d1", "abcdef0123456789"):
-        assert hostile_probe.old_internal_token(
-            secret_key.decode(), deployment_id
-        ) == internal_token(core, deployment_id)
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -16,8 +16,9 @@ class SecretCipher:
         self._key = key
 
     def derive(self, purpose: str) -> bytes:
-        """A key for another purpose (e.g. signing internal tokens), from the same secret, so that
-        servers sharing CHAINYARD_SECRET_KEY agree on it."""
+        """A key for another purpose, from the same secret, so that servers sharing
+        CHAINYARD_SECRET_KEY agree on it. Never for a credential a replica presents: chainlet
+        code that read the secret could forge it (chain keys are random, docs/security.md)."""
         return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     @classmethod
