@@ -67,6 +67,16 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def shared_dir(self, deployment_id: str, scratch: pathlib.Path) -> pathlib.Path:
+        """A folder that both this test and the deployment's replicas see: on the local runtime
+        its sandbox shows replicas only their own scratch home, on Ray (one trust domain, no
+        sandbox) the test's own `scratch` will do."""
+        if self.runtime == "local":
+            shared = self.data_dir / "scratch" / deployment_id
+            shared.mkdir(parents=True, exist_ok=True)
+            return shared
+        return scratch
+
     def replica_processes(self) -> list[int]:
         return host_processes(self.ray.root if self.ray is not None else self.data_dir)
 

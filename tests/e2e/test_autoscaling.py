@@ -122,7 +122,7 @@ def test_the_burst_brought_up_more_than_one_replica(
             f"/chainlets/{info['id']}/logs"
         )
         logs = client.get(path, params={"limit": 1000}).json()["logs"]
-    replicas = {line["replica"] for line in logs if "listening on" in line["message"]}
+    replicas = {line["replica"] for line in logs if line["message"].endswith(" serving")}
     assert len(replicas) > 2  # the first replica, at least one more for the burst, the wake
 
 

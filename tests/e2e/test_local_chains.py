@@ -187,7 +187,7 @@ def test_chainlet_logs_hold_build_and_replica_output(
 
         def replica_lines() -> list[dict[str, Any]]:
             logs: list[dict[str, Any]] = client.get(path).json()["logs"]
-            return [line for line in logs if "listening on" in line["message"]]
+            return [line for line in logs if line["message"].endswith(" serving")]
 
         lines = wait_for(replica_lines, what="replica output in the logs")
         replica = lines[0]["replica"]

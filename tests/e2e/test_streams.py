@@ -49,7 +49,9 @@ def _gated_chunks(chunks: Iterator[bytes], gate: pathlib.Path) -> tuple[bytes, b
 def test_a_dependency_stream_reaches_the_client_chunk_by_chunk(
     live_server: LiveServer, streams: dict[str, Any], tmp_path: pathlib.Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = (
+        live_server.shared_dir(streams["chain_deployment_id"], tmp_path) / f"gate-{tmp_path.name}"
+    )
     body = {"words": ["alpha", "été", "gamma"], "gate": str(gate)}
     with live_server.client() as client, client.stream("POST", _path(streams), json=body) as r:
         assert r.status_code == 200
@@ -120,7 +122,9 @@ def _cli(server: LiveServer, *args: str) -> subprocess.Popen[bytes]:
 def test_chainyard_run_prints_a_stream_as_it_arrives(
     live_server: LiveServer, streams: dict[str, Any], tmp_path: pathlib.Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = (
+        live_server.shared_dir(streams["chain_deployment_id"], tmp_path) / f"gate-{tmp_path.name}"
+    )
     data = json.dumps({"words": ["one", "two", "three"], "gate": str(gate)})
     process = _cli(live_server, "run", streams["chain_id"], "--data", data)
     assert process.stdout is not None and process.stderr is not None
@@ -151,7 +155,9 @@ def test_chainyard_run_prints_a_stream_as_it_arrives(
 def test_sdk_stream_remote(
     live_server: LiveServer, streams: dict[str, Any], tmp_path: pathlib.Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = (
+        live_server.shared_dir(streams["chain_deployment_id"], tmp_path) / f"gate-{tmp_path.name}"
+    )
     body = {"words": ["un", "deux"], "gate": str(gate)}
     with Client(live_server.url, KEY) as client:
         with client.chains.stream_remote(streams["chain_id"], body) as stream:
