@@ -61,6 +61,10 @@ def guard(credential: str, app: ASGIApp) -> ASGIApp:
 
 
 _REFUSAL = b'{"error":"this replica answers only its gateway"}'
+_REFUSAL_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_REFUSAL)).encode()),
+]
 
 
 async def _refuse_http(
@@ -72,10 +76,7 @@ async def _refuse_http(
         {
             "type": "http.response.start",
             "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(_REFUSAL)).encode()),
-            ],
+            "headers": _REFUSAL_HEADERS,
         }
     )
     await send({"type": "http.response.body", "body": _REFUSAL})
@@ -94,10 +95,7 @@ async def _refuse_websocket(
             {
                 "type": "websocket.http.response.start",
                 "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_REFUSAL)).encode()),
-                ],
+                "headers": _REFUSAL_HEADERS,
             }
         )
         await send({"type": "websocket.http.response.body", "body": _REFUSAL})
