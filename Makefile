@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck fmt bench bench-autoscale system-deps clean
+.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "chainyard needs Python >= 3.11"'
@@ -57,6 +57,10 @@ $(VENV)/.bench-installed: $(STAMP)
 
 bench-autoscale: $(VENV)/.bench-installed
 	$(BIN)/python bench/autoscale.py $(BENCH_ARGS)
+
+# What the local runtime's replica sandbox adds to push-to-ACTIVE and cold start (bubblewrap).
+bench-sandbox: install
+	$(BIN)/python bench/sandbox_cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .chainyard .pytest_cache .mypy_cache .ruff_cache

@@ -394,10 +394,14 @@ def _free_port() -> int:
 
 
 class Chainyard:
-    """A real `chainyard serve --runtime local` on a free port, with a temporary data dir."""
+    """A real `chainyard serve --runtime local` on a free port, with a temporary data dir;
+    `sandbox` is its `--sandbox` (None: the server's default, auto)."""
 
-    def __init__(self, work_dir: pathlib.Path, reconcile_interval: float | None) -> None:
+    def __init__(
+        self, work_dir: pathlib.Path, reconcile_interval: float | None, sandbox: str | None = None
+    ) -> None:
         self.work_dir = work_dir
+        self.sandbox = sandbox
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work_dir / "server.log"
@@ -412,6 +416,8 @@ class Chainyard:
         command += ["--port", str(self.port), "--data-dir", str(self.work_dir / "data")]
         if self.reconcile_interval is not None:
             command += ["--reconcile-interval", str(self.reconcile_interval)]
+        if self.sandbox is not None:
+            command += ["--sandbox", self.sandbox]
         env = {**os.environ, "CHAINYARD_BOOTSTRAP_API_KEY": API_KEY}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -438,11 +444,13 @@ class Chainyard:
             self.process.wait()
         self.process = None
 
-    def push(self, chain_file: pathlib.Path, name: str) -> dict[str, str]:
+    def push(self, chain_file: pathlib.Path, name: str, wait: bool = True) -> dict[str, str]:
+        """`chainyard push --promote`; with `wait`, returns once promoted (the CLI polls every
+        0.5 s), else once the server has accepted the deployment."""
         env = {**os.environ, "CHAINYARD_URL": self.url, "CHAINYARD_API_KEY": API_KEY}
         command = [sys.executable, "-m", "chainyard.cli.main", "push", str(chain_file)]
         result = subprocess.run(
-            [*command, "--name", name, "--promote", "--wait"],
+            [*command, "--name", name, "--promote", *(["--wait"] if wait else [])],
             capture_output=True,
             text=True,
             env=env,
@@ -542,33 +550,45 @@ def chainyard_cold_start(cy: Chainyard, repeats: int) -> dict[str, Any]:
     cy.autoscaling(chain_id, chainlet["name"], CHAINYARD_COLD)
     runs = []
     for _ in range(repeats):
-        idle_since = time.monotonic()
-        deadline = idle_since + 120
-        while cy.chainlet(chain_id, deployment_id)["status"] != "SCALED_TO_ZERO":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the no-op chainlet did not scale to zero in 120 s")
-            time.sleep(0.2)
-        to_zero = time.monotonic() - idle_since
-        text = cy.metrics()
-        name = "chainyard_cold_start_seconds"
-        sum_before = metric(text, f"{name}_sum", chainlet["id"]) or 0.0
-        count_before = metric(text, f"{name}_count", chainlet["id"]) or 0.0
-        started = time.monotonic()
-        cy.call(chain_id)
-        e2e = time.monotonic() - started
-        text = cy.metrics()
-        count = (metric(text, f"{name}_count", chainlet["id"]) or 0.0) - count_before
-        server = (metric(text, f"{name}_sum", chainlet["id"]) or 0.0) - sum_before
+        to_zero = wait_scaled_to_zero(cy, chain_id, deployment_id)
         runs.append(
             {
-                "end_to_end_s": round(e2e, 3),
-                "server_cold_start_s": round(server / count, 3) if count else None,
-                "scaled_to_zero_after_idle_s": round(to_zero, 1),
+                **cold_start_once(cy, chain_id, chainlet["id"]),
+                "scaled_to_zero_after_idle_s": to_zero,
             }
         )
         print(f"  chainyard cold start: {runs[-1]}", flush=True)
     cy.delete(chain_id)
     return _cold_summary(runs)
+
+
+def wait_scaled_to_zero(cy: Chainyard, chain_id: str, deployment_id: str) -> float:
+    """Seconds until the chainlet of `chain_id`'s no-op deployment is SCALED_TO_ZERO."""
+    idle_since = time.monotonic()
+    while cy.chainlet(chain_id, deployment_id)["status"] != "SCALED_TO_ZERO":
+        if time.monotonic() > idle_since + 120:
+            raise RuntimeError("the no-op chainlet did not scale to zero in 120 s")
+        time.sleep(0.2)
+    return round(time.monotonic() - idle_since, 1)
+
+
+def cold_start_once(cy: Chainyard, chain_id: str, chainlet_id: str) -> dict[str, Any]:
+    """One request to a chainlet at zero, timed end to end, and the server's own
+    `chainyard_cold_start_seconds` for it."""
+    name = "chainyard_cold_start_seconds"
+    text = cy.metrics()
+    sum_before = metric(text, f"{name}_sum", chainlet_id) or 0.0
+    count_before = metric(text, f"{name}_count", chainlet_id) or 0.0
+    started = time.monotonic()
+    cy.call(chain_id)
+    e2e = time.monotonic() - started
+    text = cy.metrics()
+    count = (metric(text, f"{name}_count", chainlet_id) or 0.0) - count_before
+    server = (metric(text, f"{name}_sum", chainlet_id) or 0.0) - sum_before
+    return {
+        "end_to_end_s": round(e2e, 3),
+        "server_cold_start_s": round(server / count, 3) if count else None,
+    }
 
 
 def _cold_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
