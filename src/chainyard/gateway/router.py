@@ -118,8 +118,8 @@ class ReplicaRouter:
         self._rr = itertools.count()
         self._indexed_snapshot: list[ReplicaState] | None = None
         self._ready_index: dict[str, list[str]] = {}
-        # Address -> the credential that replica wants (replica_auth.py).
-        self._credentials: dict[str, str] = {}
+        # (chainlet id, address) -> the credential that replica wants (replica_auth.py).
+        self._credentials: dict[tuple[str, str], str] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -141,20 +141,23 @@ class ReplicaRouter:
         if snapshot is not self._indexed_snapshot:
             # Indexed once per change of what runs, not scanned once per request.
             index: dict[str, list[str]] = collections.defaultdict(list)
-            credentials: dict[str, str] = {}
+            credentials: dict[tuple[str, str], str] = {}
             for r in snapshot:
                 if r.phase == ReplicaPhase.READY and r.address:
                     index[r.chainlet_id].append(r.address)
-                    if r.credential:
-                        credentials[r.address] = r.credential
+                # Of every replica with an address, ready or not: a request may go to one that
+                # was ready when it was chosen and drains now (a promotion's old side). Keyed by
+                # chainlet too, so a port taken over by another chainlet's replica refuses it.
+                if r.address and r.credential:
+                    credentials[(r.chainlet_id, r.address)] = r.credential
             self._ready_index = dict(index)
             self._credentials = credentials
             self._indexed_snapshot = snapshot
         return list(self._ready_index.get(chainlet_id, ()))
 
-    def credential_headers(self, address: str) -> dict[str, str]:
-        """What a request to the replica at `address` must carry for it to answer."""
-        return replica_auth.headers(self._credentials.get(address))
+    def credential_headers(self, chainlet_id: str, address: str) -> dict[str, str]:
+        """What a request to the chainlet's replica at `address` must carry for it to answer."""
+        return replica_auth.headers(self._credentials.get((chainlet_id, address)))
 
     def demand(self) -> dict[str, float]:
         """What the autoscaler scales on: requests running plus requests held, per chainlet."""
@@ -267,7 +270,7 @@ class ReplicaRouter:
                 upstream = await self._session.post(
                     f"{address}/v1/models/model:predict",
                     data=body if isinstance(body, bytes) else body.chunks(),
-                    headers={**headers, **self.credential_headers(address)},
+                    headers={**headers, **self.credential_headers(chainlet_id, address)},
                 )
                 break
             except bodies.BodyTooLarge:

@@ -182,7 +182,7 @@ async def _connect(
             try:
                 upstream = await session.ws_connect(
                     address + _REPLICA_PATH,
-                    headers={**headers, **replicas.credential_headers(address)},
+                    headers={**headers, **replicas.credential_headers(target.chainlet_id, address)},
                     max_msg_size=MAX_MESSAGE_BYTES,
                     autoclose=False,
                 )

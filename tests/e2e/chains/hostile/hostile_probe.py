@@ -36,6 +36,8 @@ _TEXT_CAP = 64 * 1024
 _ANSWER_CAP = 4096
 _HTTP_TIMEOUT = 3.0
 _MAX_PORTS = 200
+# How a port was found, other than by a scan of /proc/net/tcp (which gives addresses).
+_NAMED = ("given", "logs API", "data dir files or gateway answers")
 _ADDRESS = re.compile(r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0):(\d{2,5})")
 _REPLICA_PREDICT = "/v1/models/model:predict"
 
@@ -368,7 +370,11 @@ def call_ports(
     """A predict call to every port, as a replica would get it from the gateway: without any
     credential, and with this chainlet's own token."""
     jobs: list[tuple[int, str | None]] = []
-    for port in sorted(ports)[:_MAX_PORTS]:
+    # Ports named somewhere (given, in files or answers) always; of the rest the scan found, as
+    # many as the cap allows (a busy machine listens on hundreds).
+    named = sorted(p for p, how in ports.items() if any(h in _NAMED for h in how))
+    scanned = sorted(p for p in ports if p not in named)
+    for port in named + scanned[:_MAX_PORTS]:
         jobs.append((port, None))
         if own_token:
             jobs.append((port, own_token))
