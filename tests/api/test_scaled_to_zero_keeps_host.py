@@ -36,11 +36,12 @@ class SlowStops(SimulatedRuntime):
                 )
         await super().stop_replica(replica_id)
 
-    def replicas(self) -> list[ReplicaState]:
-        return [*super().replicas(), *self.stopping.values()]
+    def _replica_states(self) -> list[ReplicaState]:
+        return [*super()._replica_states(), *self.stopping.values()]
 
     def finish_stops(self) -> None:
         self.stopping.clear()
+        self.replica_table.touch()
 
     async def release_deployment(self, deployment_id: str) -> None:
         self.released.append(deployment_id)

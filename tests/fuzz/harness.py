@@ -32,7 +32,7 @@ import schemathesis
 import uvicorn
 
 from chainyard.api.app import create_app
-from chainyard.runtime.base import ReplicaState
+from chainyard.runtime.base import ReplicaPhase, ReplicaSpec, ReplicaState
 from chainyard.runtime.simulated import SimulatedRuntime
 from tests.support.server import ADMIN_KEY, fast_config, hello_manifest
 
@@ -86,8 +86,8 @@ class EchoRuntime(SimulatedRuntime):
         super().__init__(**kwargs)
         self.echo_url = echo_url
 
-    def replicas(self) -> list[ReplicaState]:
-        return [dataclasses.replace(r, address=self.echo_url) for r in super().replicas()]
+    def _state(self, spec: ReplicaSpec, phase: ReplicaPhase, message: str | None) -> ReplicaState:
+        return dataclasses.replace(super()._state(spec, phase, message), address=self.echo_url)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -25,7 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from chainyard.api.app import create_app
-from chainyard.runtime.base import BuildRequest, BuildResult, ReplicaState
+from chainyard.runtime.base import (
+    BuildRequest,
+    BuildResult,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+)
 from chainyard.runtime.simulated import SimulatedRuntime
 from tests.support.server import ADMIN_KEY, fast_config
 
@@ -43,13 +49,10 @@ class EchoRuntime(SimulatedRuntime):
             await asyncio.sleep(SLOW_BUILD)
         return await super().build(request)
 
-    def replicas(self) -> list[ReplicaState]:
-        return [
-            dataclasses.replace(
-                state, address=f"{self.base_url}/_echo/{state.deployment_id}/{state.chainlet_id}"
-            )
-            for state in super().replicas()
-        ]
+    def _state(self, spec: ReplicaSpec, phase: ReplicaPhase, message: str | None) -> ReplicaState:
+        state = super()._state(spec, phase, message)
+        address = f"{self.base_url}/_echo/{state.deployment_id}/{state.chainlet_id}"
+        return dataclasses.replace(state, address=address)
 
 
 @dataclasses.dataclass

@@ -179,7 +179,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         membership.replicas,
         lambda: replica_router.in_flight,
         lambda: replica_router.waiting,
-        version=membership.replicas,
+        version=lambda: membership.generation,
         describe=lambda r: (r.chainlet_id, r.phase.value),
     )
     core.wake_reconciler = reconciler.wake

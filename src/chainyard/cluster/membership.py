@@ -9,6 +9,11 @@ about 6 s).
 Other servers route inference to the leader's replicas through the endpoints it publishes in
 the store, and report the requests their gateways hold so that the leader's autoscaler sees the
 whole demand. A server alone (the usual case) publishes nothing.
+
+What inference routes to keeps the replica table's contract (runtime/replica_table.py) across
+roles: `replicas()` is the runtime's snapshot on the leader and the published endpoints on
+other servers, the same object while `generation` stays, and the generation moves at each
+change of either source and at each change of role.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from chainyard.runtime.base import ReplicaPhase, ReplicaState, RuntimeBackend
+from chainyard.runtime.replica_table import ReplicaTable, Snapshot
 from chainyard.services import cluster
 from chainyard.services.context import Core
 
@@ -57,8 +63,19 @@ class Membership:
         self.leader = False
         self._valid_until = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._endpoints: list[ReplicaState] = []
+        # The endpoints the leader published, as this server (a follower) read them last.
+        self._endpoints = ReplicaTable()
         self._last_read: list[cluster.Endpoint] | None = None
+        # What inference sees: (role, the source's generation) it was taken at, the snapshot,
+        # this view's own generation, and the coroutines waiting for it to move.
+        self._view_of: tuple[bool, int] | None = None
+        self._view: Sequence[ReplicaState] = ()
+        self._generation = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+        backend.replica_table.listen(self._source_changed)
+        self._endpoints.listen(self._source_changed)
+        # The runtime's generation the endpoints were last published at (leader only).
+        self._published_generation: int | None = None
         # Sealed credentials of published replicas -> plain (cluster.read_endpoints).
         self._opened: dict[bytes, str] = {}
         self._published: dict[str, cluster.Endpoint] | None = None
@@ -68,10 +85,43 @@ class Membership:
 
     # -- what the rest of the server asks ---------------------------------------------------
 
-    def replicas(self) -> list[ReplicaState]:
+    def replicas(self) -> Sequence[ReplicaState]:
         """The replicas inference may use: the runtime's on the leader, the published ones on
         other servers."""
-        return self.backend.replicas() if self.leader else self._endpoints
+        self._sync()
+        return self._view
+
+    @property
+    def generation(self) -> int:
+        self._sync()
+        return self._generation
+
+    async def changed(self, since: int) -> int:
+        """The generation once it differs from `since`, woken by either source or a change of
+        role, not by a timer."""
+        while self.generation == since:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.discard(waiter)
+        return self._generation
+
+    def _sync(self) -> None:
+        source = self.backend if self.leader else self._endpoints
+        seen = (self.leader, source.generation)
+        if seen != self._view_of:
+            self._view = self.backend.replicas() if self.leader else self._endpoints.snapshot
+            # Read again: reading the runtime's replicas may have brought its table up to date.
+            self._view_of = (self.leader, source.generation)
+            self._generation += 1
+
+    def _source_changed(self, _snapshot: Snapshot | None = None) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def demand(self) -> dict[str, float]:
         """This server's gateway demand plus what the other servers reported (leader only)."""
@@ -144,6 +194,8 @@ class Membership:
         log.info("server %s now runs the control loops", self.server_id)
         self.leader = True
         self._published = None
+        self._published_generation = None
+        self._source_changed()
         await self.on_gain()
 
     async def _lose(self, why: str) -> None:
@@ -151,6 +203,7 @@ class Membership:
             "server %s stops its control loops%s", self.server_id, f": {why}" if why else ""
         )
         self.leader = False
+        self._source_changed()
         await self.on_loss()
 
     # -- roles ----------------------------------------------------------------------------
@@ -161,7 +214,11 @@ class Membership:
         )
         if not self._peers_demand and not await asyncio.to_thread(self._has_peers, now):
             self._published = None
+            self._published_generation = None
             return
+        generation = self.backend.generation
+        if generation == self._published_generation:
+            return  # nothing changed since it was published
         current = {
             r.replica_id: cluster.Endpoint(
                 r.replica_id, r.chainlet_id, r.deployment_id, r.phase.value, r.address, r.credential
@@ -173,6 +230,7 @@ class Membership:
                 cluster.publish_endpoints, self.core, self.server_id, current.values()
             )
             self._published = current
+        self._published_generation = generation
 
     def _has_peers(self, now: float) -> bool:
         # Followers report demand (an empty report too) every HEARTBEAT_SECONDS.
@@ -183,8 +241,8 @@ class Membership:
         if endpoints == self._last_read:
             return await self._report(now)
         self._last_read = endpoints
-        # A new list only when something changed: the router indexes it once per change.
-        self._endpoints = [
+        # A new generation only when something changed: the router indexes it once per change.
+        self._endpoints.publish(
             ReplicaState(
                 replica_id=e.replica_id,
                 chainlet_id=e.chainlet_id,
@@ -194,7 +252,7 @@ class Membership:
                 credential=e.credential,
             )
             for e in endpoints
-        ]
+        )
         await self._report(now)
 
     async def _report(self, now: float) -> None:

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -32,9 +32,15 @@ DEFAULT_QUEUE_LIMIT = 256
 
 class ReplicaSource(Protocol):
     """Where the router learns which replicas run: the runtime, or the replicas another server
-    (the leader) publishes."""
+    (the leader) publishes. A replica table (runtime/replica_table.py): `replicas()` stays the
+    same while `generation` does, and `changed(since)` returns once it moved."""
 
-    def replicas(self) -> list[ReplicaState]: ...
+    def replicas(self) -> Sequence[ReplicaState]: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    async def changed(self, since: int) -> int: ...
 
 
 class QueueFull(Exception):
@@ -116,10 +122,13 @@ class ReplicaRouter:
         self.errors_total: collections.Counter[tuple[str, str]] = collections.Counter()
         self.observe_latency: Callable[[str, float], None] = lambda _chainlet, _seconds: None
         self._rr = itertools.count()
-        self._indexed_snapshot: list[ReplicaState] | None = None
+        # The replica table's generation the index below was built from.
+        self._indexed_generation: int | None = None
         self._ready_index: dict[str, list[str]] = {}
         # (chainlet id, address) -> the credential that replica wants (replica_auth.py).
         self._credentials: dict[tuple[str, str], str] = {}
+        # Chainlet id -> requests queued in `acquire`, woken when a slot of it is released.
+        self._slot_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -137,9 +146,10 @@ class ReplicaRouter:
             await self._session.close()
 
     def ready_addresses(self, chainlet_id: str) -> list[str]:
-        snapshot = self.runtime.replicas()
-        if snapshot is not self._indexed_snapshot:
+        generation = self.runtime.generation
+        if generation != self._indexed_generation:
             # Indexed once per change of what runs, not scanned once per request.
+            snapshot = self.runtime.replicas()
             index: dict[str, list[str]] = collections.defaultdict(list)
             credentials: dict[tuple[str, str], str] = {}
             for r in snapshot:
@@ -152,7 +162,7 @@ class ReplicaRouter:
                     credentials[(r.chainlet_id, r.address)] = r.credential
             self._ready_index = dict(index)
             self._credentials = credentials
-            self._indexed_snapshot = snapshot
+            self._indexed_generation = generation
         return list(self._ready_index.get(chainlet_id, ()))
 
     def credential_headers(self, chainlet_id: str, address: str) -> dict[str, str]:
@@ -165,23 +175,30 @@ class ReplicaRouter:
         return {k: float(self.in_flight[k] + self.waiting[k]) for k in keys}
 
     async def wait_for_replica(self, chainlet_id: str, timeout: float) -> list[str]:
-        deadline = time.monotonic() + timeout
+        """The chainlet's ready addresses, waiting up to `timeout` seconds for one: woken by each
+        change of the replica table, never by a timer."""
         self.waiting[chainlet_id] += 1
         try:
-            while True:
-                addresses = self.ready_addresses(chainlet_id)
-                if addresses or time.monotonic() >= deadline:
-                    return addresses
-                await asyncio.sleep(0.02)
+            async with asyncio.timeout(timeout):
+                while True:
+                    generation = self.runtime.generation
+                    addresses = self.ready_addresses(chainlet_id)
+                    if addresses:
+                        return addresses
+                    await self.runtime.changed(generation)
+        except TimeoutError:
+            return self.ready_addresses(chainlet_id)
         finally:
             self.waiting[chainlet_id] -= 1
 
     async def acquire(self, chainlet_id: str, addresses: list[str], limit: int) -> str:
         """A replica with a free slot (fewer than `limit` requests running), least loaded first;
-        waits in a bounded queue while every replica is busy. Raises QueueFull past the bound."""
+        waits in a bounded queue while every replica is busy, woken when one of the chainlet's
+        slots is released or the replicas change. Raises QueueFull past the bound."""
         queued = False
         try:
             while True:
+                generation = self.runtime.generation
                 current = self.ready_addresses(chainlet_id) or addresses
                 free = [a for a in current if self.load[a] < limit]
                 if free:
@@ -197,10 +214,35 @@ class ReplicaRouter:
                         raise QueueFull(chainlet_id)
                     self.waiting[chainlet_id] += 1
                     queued = True
-                await asyncio.sleep(0.005)
+                await self._slot_or_change(chainlet_id, generation)
         finally:
             if queued:
                 self.waiting[chainlet_id] -= 1
+
+    def release_slot(self, chainlet_id: str, address: str) -> None:
+        """A request to `address` (a replica of `chainlet_id`) ended: one queued for the
+        chainlet may take its slot."""
+        self.load[address] -= 1
+        waiters = self._slot_waiters.pop(chainlet_id, None)
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _slot_or_change(self, chainlet_id: str, generation: int) -> None:
+        """Returns when a slot of the chainlet is released or the replica table moves past
+        `generation`."""
+        slot = asyncio.get_running_loop().create_future()
+        self._slot_waiters.setdefault(chainlet_id, set()).add(slot)
+        change = asyncio.ensure_future(self.runtime.changed(generation))
+        try:
+            await asyncio.wait((slot, change), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            change.cancel()
+            waiters = self._slot_waiters.get(chainlet_id)
+            if waiters is not None:
+                waiters.discard(slot)
+                if not waiters:
+                    del self._slot_waiters[chainlet_id]
 
     async def forward(
         self,
@@ -255,7 +297,7 @@ class ReplicaRouter:
             if not released:
                 released = True
                 self.in_flight[chainlet_id] -= 1
-                self.load[address] -= 1
+                self.release_slot(chainlet_id, address)
 
         def too_large() -> Response | None:
             if isinstance(body, bodies.StreamedBody) and body.too_large:
@@ -297,7 +339,7 @@ class ReplicaRouter:
                 if not others:
                     release()
                     return _unreachable(exc)
-                self.load[address] -= 1
+                self.release_slot(chainlet_id, address)
                 address = others[0]
                 self.load[address] += 1
             except aiohttp.ClientError as exc:

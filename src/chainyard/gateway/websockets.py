@@ -158,7 +158,7 @@ async def _serve(
             await _relay(websocket, upstream)
         finally:
             replicas.in_flight[target.chainlet_id] -= 1
-            replicas.load[address] -= 1
+            replicas.release_slot(target.chainlet_id, address)
             await upstream.close()
 
 

@@ -83,6 +83,8 @@ class Reconciler:
         # share it; a restarted server issues new ones, and the old ones stay valid.
         self._chain_keys: dict[str, str] = {}
         self._observed: Observed | None = None
+        # The runtime's replica table generation `_observed` indexes (runtime/replica_table.py).
+        self._observed_generation = -1
         # Derived set, kept while its inputs are unchanged (see _suspicious).
         self._ready_version = 0
         self._suspicious_cache: tuple[Observed, int, set[str]] | None = None
@@ -160,11 +162,14 @@ class Reconciler:
                     await self._wake.wait()
 
     async def tick(self) -> None:
-        snapshot = self.runtime.replicas()
-        if self._observed is None or snapshot is not self._observed.snapshot:
+        generation = self.runtime.generation
+        if self._observed is None or generation != self._observed_generation:
+            snapshot = self.runtime.replicas()
+            generation = self.runtime.generation  # the one `snapshot` belongs to
             # Indexing thousands of replicas, and the full scan's comparison below, run in a
             # worker thread: on the event loop they would hold up every request meanwhile.
             self._observed = await asyncio.to_thread(Observed.after, self._observed, snapshot)
+            self._observed_generation = generation
         observed = self._observed
         # A full scan now and then; in between only chainlets whose stored state is not at rest,
         # and those whose replicas look different from what the store was last told.

@@ -2,17 +2,18 @@
 
 A tick needs the replicas per chainlet, which chainlets have replicas not yet ready, and which
 still have live ones. With tens of thousands of replicas, building these every tick would cost
-the server a noticeable slice of each second; a backend returns the same list while nothing
-changed, and the index is reused then. When the list did change, `Observed.after` rebuilds only
-the chainlets whose replicas changed, recognising unchanged replicas as the very same state
-objects (a backend that keeps settled replicas' states, as the simulated one does, makes a
-promotion's tick cost its own chainlets rather than the whole fleet).
+the server a noticeable slice of each second; while the runtime's replica table keeps its
+generation (runtime/replica_table.py) the index is reused. When it did change, `Observed.after`
+rebuilds only the chainlets whose replicas changed, recognising unchanged replicas as the very
+same state objects (replica tables keep the objects of unchanged replicas, so a promotion's tick
+costs its own chainlets rather than the whole fleet).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
@@ -22,7 +23,7 @@ _REBUILD_SHARE = 0.25
 
 @dataclasses.dataclass(frozen=True)
 class Observed:
-    snapshot: list[ReplicaState]
+    snapshot: Sequence[ReplicaState]
     by_chainlet: dict[str, list[ReplicaState]]
     # Chainlets with a replica that is not READY (starting, failed, stopping).
     unsettled: frozenset[str]
@@ -35,7 +36,7 @@ class Observed:
     per_deployment: Counter[str] = dataclasses.field(repr=False, compare=False)
 
     @classmethod
-    def of(cls, snapshot: list[ReplicaState]) -> Observed:
+    def of(cls, snapshot: Sequence[ReplicaState]) -> Observed:
         by_chainlet: dict[str, list[ReplicaState]] = defaultdict(list)
         for replica in snapshot:
             by_chainlet[replica.chainlet_id].append(replica)
@@ -51,7 +52,7 @@ class Observed:
         )
 
     @classmethod
-    def after(cls, previous: Observed | None, snapshot: list[ReplicaState]) -> Observed:
+    def after(cls, previous: Observed | None, snapshot: Sequence[ReplicaState]) -> Observed:
         """The index of `snapshot`, the same as `of(snapshot)`, built from `previous` by
         changing only the chainlets whose replicas changed."""
         if previous is None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import functools
 import pathlib
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from chainyard.runtime.replica_table import ReplicaTable
 
 
 class ReplicaPhase(enum.StrEnum):
@@ -112,8 +116,27 @@ class RuntimeBackend(abc.ABC):
         """Replica output since the last call: (chainlet id, replica id, line)."""
         return []
 
-    @abc.abstractmethod
-    def replicas(self) -> list[ReplicaState]:
-        """What runs now, as observed; cheap to call every tick. A backend may return the same
-        list object while nothing changed (callers use that to skip work), so callers must not
-        modify it."""
+    # -- what runs: the replica table (runtime/replica_table.py) -----------------------------
+
+    @functools.cached_property
+    def replica_table(self) -> ReplicaTable:
+        return ReplicaTable(self._replica_states)
+
+    def _replica_states(self) -> Iterable[ReplicaState]:
+        """The replicas as the backend's own records say now; the table calls it when marked
+        dirty (`replica_table.touch()`, or records kept in `TrackedRecords`)."""
+        return ()
+
+    def replicas(self) -> Sequence[ReplicaState]:
+        """What runs now, as observed; cheap to call every tick or request. The same object
+        while `generation` stays the same (callers must not modify it)."""
+        return self.replica_table.snapshot
+
+    @property
+    def generation(self) -> int:
+        """Grows by one at each change of `replicas()`: compare it with the last one seen."""
+        return self.replica_table.generation
+
+    async def changed(self, since: int) -> int:
+        """The generation once it differs from `since`: waits for a change without polling."""
+        return await self.replica_table.changed(since)

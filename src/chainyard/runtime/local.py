@@ -35,6 +35,7 @@ from chainyard.runtime.base import (
     RuntimeBackend,
 )
 from chainyard.runtime.local_builds import LocalBuilds
+from chainyard.runtime.replica_table import TrackedRecord, TrackedRecords
 
 log = logging.getLogger("chainyard.runtime.local")
 
@@ -43,7 +44,7 @@ STOP_GRACE = 5.0
 
 
 @dataclasses.dataclass
-class _Replica:
+class _Replica(TrackedRecord):
     spec: ReplicaSpec
     host_key: tuple[str, str]
     log_path: pathlib.Path
@@ -106,7 +107,9 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         self._logs = data_dir / "logs"
         self._pythons: dict[str, str] = {}  # chainlet id -> interpreter
         self._hosts: dict[tuple[str, str], _Host] = {}
-        self._replicas: dict[str, _Replica] = {}
+        # Kept in a TrackedRecords, so that the replica table (runtime/replica_table.py) sees
+        # every change of what `replicas()` shows.
+        self._replicas: TrackedRecords[_Replica] = TrackedRecords(self.replica_table)
         self._session: aiohttp.ClientSession | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._lock: server_lock.ServerLock | None = None
@@ -244,7 +247,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         if not any(key[0] == deployment_id for key in self._hosts):
             _remove(self._run / deployment_id)
 
-    def replicas(self) -> list[ReplicaState]:
+    def _replica_states(self) -> list[ReplicaState]:
         return [
             ReplicaState(
                 replica_id=r.spec.replica_id,

@@ -43,6 +43,7 @@ from chainyard.runtime.base import (
     RuntimeBackend,
 )
 from chainyard.runtime.ray_resources import placement_problem, ray_requirements, replica_resources
+from chainyard.runtime.replica_table import TrackedRecord, TrackedRecords
 
 log = logging.getLogger("chainyard.runtime.ray")
 
@@ -84,7 +85,7 @@ def _env_error(text: str) -> str:
 
 
 @dataclasses.dataclass
-class _Replica:
+class _Replica(TrackedRecord):
     spec: ReplicaSpec
     wanted: dict[str, float]
     phase: ReplicaPhase = ReplicaPhase.STARTING
@@ -132,7 +133,9 @@ class RayRuntime(RuntimeBackend):
         self._actor_cls: Any = None
         self._env_task: Any = None
         self._apt_task: Any = None
-        self._replicas: dict[str, _Replica] = {}
+        # Kept in a TrackedRecords, so that the replica table (runtime/replica_table.py) sees
+        # every change of what `replicas()` shows.
+        self._replicas: TrackedRecords[_Replica] = TrackedRecords(self.replica_table)
         self._stops: set[asyncio.Task[None]] = set()
         self._lines: list[tuple[str, str, str]] = []
         self._nodes: list[dict[str, float]] = []
@@ -297,7 +300,7 @@ class RayRuntime(RuntimeBackend):
         self._stops.add(task)
         task.add_done_callback(self._stops.discard)
 
-    def replicas(self) -> list[ReplicaState]:
+    def _replica_states(self) -> list[ReplicaState]:
         return [
             ReplicaState(
                 replica_id=r.spec.replica_id,

@@ -75,7 +75,7 @@ class LiveSampler:
     ) -> None:
         self._replicas = replicas
         self._describe = describe
-        # Something that stays the same object while the replicas do (the runtime's snapshot):
+        # Something that stays equal while the replicas do (the replica table's generation):
         # a sample with unchanged replicas and requests is skipped, since it would add nothing.
         self._version = version
         self._last_seen: tuple[object, dict[str, float], dict[str, float]] | None = None
@@ -119,7 +119,7 @@ class LiveSampler:
                 {k: float(v) for k, v in queued.items() if v},
             )
             last = self._last_seen
-            unchanged = last is not None and seen[0] is last[0] and seen[1:] == last[1:]
+            unchanged = last is not None and seen == last
             # Still a full pass now and then, to forget chainlets idle for the whole window.
             if unchanged and now - self._last_full < self.window / 10:
                 return None
