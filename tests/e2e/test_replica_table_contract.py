@@ -8,11 +8,16 @@ Ray runtime starts an actor on the test session's Ray cluster."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
+import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,6 +30,7 @@ from chainyard.runtime.base import (
 )
 from chainyard.runtime.local import LocalRuntime
 from chainyard.runtime.simulated import SimulatedRuntime
+from tests.e2e.conftest import REPO
 
 CHAIN = """
 import truss_chains as chains
@@ -71,7 +77,7 @@ def _spec(artifact: pathlib.Path) -> ReplicaSpec:
     )
 
 
-Factory = Callable[[pathlib.Path], RuntimeBackend]
+Factory = Callable[[pathlib.Path], Any]
 
 
 @pytest.fixture(
@@ -89,12 +95,36 @@ def make_runtime(
     elif request.param == "local":
         yield lambda data: LocalRuntime(data, health_interval=0.1)
     else:
-        from chainyard.runtime.ray_backend import RayRuntime
-
+        # Ray reads its auth settings when it is imported: the Ray case runs in a process of its
+        # own, with the cluster's environment (as the server would).
         cluster = request.getfixturevalue("ray_cluster")
-        for name, value in cluster.env.items():
-            monkeypatch.setenv(name, value)
-        yield lambda data: RayRuntime(data, address=cluster.address, health_interval=0.1)
+        yield functools.partial(_RayInProcessOfItsOwn, cluster)
+
+
+class _RayInProcessOfItsOwn:
+    def __init__(self, cluster: Any, data: pathlib.Path) -> None:
+        self.cluster = cluster
+        self.data = data
+
+    def run(self, artifact: pathlib.Path) -> None:
+        code = (
+            "import asyncio, pathlib, sys\n"
+            "from chainyard.runtime.ray_backend import RayRuntime\n"
+            "from tests.e2e.test_replica_table_contract import _contract\n"
+            "runtime = RayRuntime(pathlib.Path(sys.argv[1]), address=sys.argv[2],"
+            " health_interval=0.1)\n"
+            "asyncio.run(_contract(runtime, pathlib.Path(sys.argv[3])))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(self.data), self.cluster.address, str(artifact)],
+            env={**os.environ, **self.cluster.env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT * 2,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
 
 
 async def _until(
@@ -153,4 +183,7 @@ async def _contract(runtime: RuntimeBackend, artifact: pathlib.Path) -> None:
 
 def test_the_replica_table_contract_holds(make_runtime: Factory, tmp_path: pathlib.Path) -> None:
     runtime = make_runtime(tmp_path / "data")
+    if isinstance(runtime, _RayInProcessOfItsOwn):
+        runtime.run(_archive(tmp_path))
+        return
     asyncio.run(_contract(runtime, _archive(tmp_path)))
