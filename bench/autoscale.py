@@ -23,6 +23,7 @@ HTTP through Serve's proxy), one system at a time:
    the start of the load until the new version has served alone for a few seconds.
 
 Usage: python bench/autoscale.py [--quick] [--only chainyard|ray] [--out bench/results]
+       python bench/autoscale.py sandbox [...]   (the replica sandbox's cost: bench/sandbox_cost.py)
 See bench/README.md; results and their reading are in docs/bench.md.
 """
 
@@ -976,6 +977,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["sandbox"]:
+        # What the replica sandbox costs (cold start, push to ACTIVE): its own module, which
+        # builds on this one's servers and cold starts.
+        import sandbox_cost
+
+        return sandbox_cost.main(given[1:])
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
