@@ -157,6 +157,13 @@ def test_a_hostile_chainlet_reaches_nothing_of_the_platform_or_of_another_worksp
         f"a replica answered a direct call: {c}"
         for c in hostile.answered_direct_calls(findings, replica_ports)
     ]
+    # Not vacuous: every replica port was called, with and without A's own token, and answered.
+    refused = {
+        call["port"]
+        for call in findings["direct_replica_calls"]
+        if call["port"] in replica_ports and call.get("status") is not None
+    }
+    problems += [f"replica port {p} was never called" for p in sorted(replica_ports - refused)]
     seen = hostile.visible_processes(findings, hostile.is_server(server.port))
     seen += hostile.visible_processes(findings, hostile.mentions(B_CHAIN_FILE))
     problems += [f"visible process: {p}" for p in seen]

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from http.client import HTTPException
 from typing import Any
 
 # Enough of any one thing to show a leak, small enough that the answer stays a few MiB at most.
@@ -270,7 +271,8 @@ def http(
             return {"url": url, "status": answer.status, "body": _text(answer.read(_ANSWER_CAP))}
     except urllib.error.HTTPError as exc:
         return {"url": url, "status": exc.code, "body": _text(exc.read(_ANSWER_CAP))}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, HTTPException) as exc:
+        # Not every port speaks HTTP (a database, Ray's gRPC): its garbled answer is a finding.
         return {"url": url, "status": None, "error": _error(exc)}
 
 
