@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import logging
 import math
@@ -1001,15 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
         print("== Ray Serve ==", flush=True)
         results["ray_serve"] = run_ray(args)
         results["load_average_after_ray"] = list(os.getloadavg())
-    results["run_seconds"] = round(time.perf_counter() - started, 1)
-    results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     name = "autoscale" + ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
-    path = args.out / f"{name}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print()
-    print(table(results))
-    print(f"\nload average: {results['load_average_before']} before, {os.getloadavg()} after")
-    print(f"done in {results['run_seconds']}s, wrote {path}")
+    run_info.finish(results, args.out / f"{name}.json", started, table(results))
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import os
 import pathlib
 import platform
@@ -55,3 +57,14 @@ def cpu_probe_ms() -> float:
             total += i * i % 7
         best = min(best, time.perf_counter() - started)
     return round(best * 1000, 1)
+
+
+def finish(results: dict[str, Any], path: pathlib.Path, started: float, summary: str) -> None:
+    """Stamps the end of a run on `results`, writes them to `path` and prints the summary."""
+    results["run_seconds"] = round(time.perf_counter() - started, 1)
+    results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(summary)
+    print(f"\nload average: {results['load_average_before']} before, {os.getloadavg()} after")
+    print(f"done in {results['run_seconds']}s, wrote {path}")

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import os
 import pathlib
 import shutil
@@ -358,14 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start": verdict(results["cold_start"], "end_to_end_s"),
     }
     results["load_average_after"] = list(os.getloadavg())
-    results["run_seconds"] = round(time.perf_counter() - started, 1)
-    results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     path = args.out / f"sandbox_cost{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print()
-    print(table(results))
-    print(f"\nload average: {results['load_average_before']} before, {os.getloadavg()} after")
-    print(f"done in {results['run_seconds']}s, wrote {path}")
+    run_info.finish(results, path, started, table(results))
     return 0
 
 

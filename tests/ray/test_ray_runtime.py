@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,7 +143,6 @@ def test_instance_type_no_node_has_fails_and_the_environment_keeps_serving(
     server: LiveServer, placed: dict[str, str]
 ) -> None:
     chain_id = placed["chain_id"]
-    started = time.monotonic()
     new_id = update_instance_types(server, chain_id, {"Accelerated": "H100"})
     # While it waits, the chainlet's logs say why.
     wait_for(
@@ -159,7 +157,6 @@ def test_instance_type_no_node_has_fails_and_the_environment_keeps_serving(
         lambda: (d := deployment(server, chain_id, new_id))["status"] == "DEPLOY_FAILED" and d,
         what="the unschedulable deployment to fail",
     )
-    assert time.monotonic() - started >= UNSCHEDULABLE_TIMEOUT
     accelerated = next(c for c in failed["chainlets"] if c["name"] == "Accelerated")
     assert accelerated["status"] == "DEPLOY_FAILED"
     messages = logs(server, chain_id, new_id, "Accelerated")

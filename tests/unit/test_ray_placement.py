@@ -6,10 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainyard.domain.instance_types import default_catalogue
-from chainyard.runtime.ray_backend import (
-    _actor_error,
-    _env_error,
-)
+from chainyard.runtime.ray_messages import actor_error, env_error
 from chainyard.runtime.ray_resources import (
     ACCELERATOR_SHARE,
     placement_problem,
@@ -82,11 +79,11 @@ def test_pip_errors_are_picked_out_of_rays_traceback() -> None:
         "    ERROR: Could not find a version that satisfies the requirement nope==1.0\n"
         "    ERROR: No matching distribution found for nope==1.0\n"
     )
-    assert _env_error(text) == (
+    assert env_error(text) == (
         "ERROR: Could not find a version that satisfies the requirement nope==1.0 "
         "ERROR: No matching distribution found for nope==1.0"
     )
-    assert _env_error("a\nb\nc\nd") == "b c d"
+    assert env_error("a\nb\nc\nd") == "b c d"
 
 
 def test_node_death_reads_as_such() -> None:
@@ -94,5 +91,5 @@ def test_node_death_reads_as_such() -> None:
         "The actor died unexpectedly before finishing this task.\n\tclass_name: X\n"
         "The actor died because its node has died. Node Id: abc\n"
     )
-    assert _actor_error(error).startswith("the Ray node running the replica died")
-    assert _actor_error(RuntimeError("boom")) == "the replica's Ray actor failed: boom"
+    assert actor_error(error).startswith("the Ray node running the replica died")
+    assert actor_error(RuntimeError("boom")) == "the replica's Ray actor failed: boom"

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from chainyard.runtime.base import ReplicaPhase, ReplicaState, RuntimeBackend
-from chainyard.runtime.replica_table import ReplicaTable, Snapshot
+from chainyard.runtime.replica_table import ReplicaTable, Snapshot, wait_past
 from chainyard.services import cluster
 from chainyard.services.context import Core
 
@@ -99,14 +99,7 @@ class Membership:
     async def changed(self, since: int) -> int:
         """The generation once it differs from `since`, woken by either source or a change of
         role, not by a timer."""
-        while self.generation == since:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.add(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.discard(waiter)
-        return self._generation
+        return await wait_past(since, lambda: self.generation, self._waiters)
 
     def _sync(self) -> None:
         source = self.backend if self.leader else self._endpoints

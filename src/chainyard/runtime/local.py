@@ -16,7 +16,6 @@ import math
 import os
 import pathlib
 import secrets
-import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ import aiohttp
 from chainyard import archives, server_lock
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import envs, gpus, health_verdicts, replica_env, sandbox
+from chainyard.runtime import envs, gpus, health_verdicts, host_processes, replica_env, sandbox
 from chainyard.runtime.base import (
     ReplicaPhase,
     ReplicaSpec,
@@ -164,7 +163,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             record.unlink(missing_ok=True)
         for leftover in self._run.iterdir():
             if leftover.name != "hosts":
-                _remove(leftover)
+                host_processes.remove(leftover)
 
     # -- replicas --------------------------------------------------------------------------
 
@@ -245,7 +244,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             del self._hosts[key]
             await self._stop_host(host)
         if not any(key[0] == deployment_id for key in self._hosts):
-            _remove(self._run / deployment_id)
+            host_processes.remove(self._run / deployment_id)
 
     def _replica_states(self) -> list[ReplicaState]:
         return [
@@ -407,7 +406,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         await host.process.wait()
         (self._run / "hosts" / f"{host.process.pid}.json").unlink(missing_ok=True)
         if host.failed is None:
-            tail = _tail(host_log)
+            tail = host_processes.tail(host_log)
             host.failed = f"the replica host exited ({host.process.returncode}){tail}"
         self._fail_pending(host)
         for replica in list(self._replicas.values()):
@@ -439,7 +438,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             return
         if kind == "forked":
             # In a sandbox the host reports the pid of its own PID namespace.
-            replica.pid = _descendant_pid(host.process.pid, event.get("pid"))
+            replica.pid = host_processes.descendant_pid(host.process.pid, event.get("pid"))
             if replica.pid is None:
                 self._fail(replica, "the replica host reported a replica it did not start")
             elif replica.stopping:
@@ -481,9 +480,8 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             return
         if replica.phase == ReplicaPhase.FAILED:
             return  # failed already (a health verdict): that message says why it was stopped
-        self._fail(
-            replica, f"the replica exited with code {event.get('code')}{_tail(replica.log_path)}"
-        )
+        tail = host_processes.tail(replica.log_path)
+        self._fail(replica, f"the replica exited with code {event.get('code')}{tail}")
 
     def _fail(self, replica: _Replica, message: str) -> None:
         replica.phase = ReplicaPhase.FAILED
@@ -533,7 +531,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             if replica.phase in (ReplicaPhase.FAILED, ReplicaPhase.STOPPING) or replica.pid is None:
                 continue
             if replica.port is None:
-                replica.port = _port_of(replica.run_file)
+                replica.port = host_processes.port_of(replica.run_file)
                 if replica.port is None:
                     continue
             due = replica.phase == ReplicaPhase.STARTING or (
@@ -553,7 +551,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         if verdict is not None:
             self._judged(replica, verdict)
         elif replica.phase == ReplicaPhase.READY:
-            if replica.pid is not None and not _running(replica.pid):
+            if replica.pid is not None and not host_processes.running(replica.pid):
                 return  # it died: the host's exit event says how, which is the better message
             # A ready replica that stops answering is replaced (the reconciler restarts it).
             self._fail(replica, "the replica stopped answering its health check")
@@ -583,66 +581,3 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         """A line of the runtime's own about a replica, in its logs."""
         line = replica_log.record_line(level, "chainyard.health", message)
         self._notes.append((replica.spec.chainlet_id, replica.spec.replica_id, line))
-
-
-def _descendant_pid(root: int, reported: object) -> int | None:
-    """The pid (in this server's namespace) of the process among `root`'s descendants whose pid
-    in its own namespace is `reported`; None if there is none."""
-    if not isinstance(reported, int) or isinstance(reported, bool):
-        return None
-    queue = [root]
-    while queue:
-        pid = queue.pop()
-        if pid != root and _own_namespace_pid(pid) == reported:
-            return pid
-        with contextlib.suppress(OSError, ValueError):
-            children = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            queue.extend(int(c) for c in children)
-    return None
-
-
-def _own_namespace_pid(pid: int) -> int | None:
-    """A process's pid in the innermost PID namespace it belongs to (`NSpid`'s last field)."""
-    try:
-        status = pathlib.Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("NSpid:"):
-            return int(line.split()[-1])
-    return pid
-
-
-def _port_of(run_file: pathlib.Path) -> int | None:
-    """The port a replica wrote to its run file (written by the sandbox: read with care)."""
-    try:
-        with open(run_file, "rb") as f:
-            port = json.loads(f.read(4096))["port"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return port if isinstance(port, int) and 0 < port < 65536 else None
-
-
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    """False once the process is gone or a zombie waiting for its host to reap it."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _tail(path: pathlib.Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    last = [replica_log.render(line) for line in text.splitlines() if line.strip()][-lines:]
-    return (":\n" + "\n".join(last)) if last else ""

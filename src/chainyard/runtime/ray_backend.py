@@ -33,7 +33,7 @@ import aiohttp
 from chainyard.domain import replica_log
 from chainyard.domain.addresses import without_addresses
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import health_verdicts, ray_compat
+from chainyard.runtime import health_verdicts, ray_compat, ray_messages
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -58,30 +58,6 @@ POLL_TIMEOUT = 5.0
 # as unresponsive.
 EXIT_GRACE = 3.0
 NAMESPACE = "chainyard"
-
-
-def _address(ip: str, port: int) -> str:
-    host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{port}"
-
-
-def _actor_error(exc: BaseException) -> str:
-    """A short reason from a Ray actor error (its message also lists ids and addresses)."""
-    text = str(exc)
-    if "node has died" in text or "preempted" in text:
-        detail = next((ln.strip() for ln in text.splitlines() if "node" in ln.lower()), "")
-        return f"the Ray node running the replica died ({detail})"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return "the replica's Ray actor failed: " + " ".join(lines)[:600]
-
-
-def _env_error(text: str) -> str:
-    """pip's complaint out of a runtime-env failure (Ray wraps it in its own traceback)."""
-    errors = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("ERROR:")]
-    if errors:
-        return " ".join(errors)[:800]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " ".join(lines[-3:])[:800]
 
 
 @dataclasses.dataclass
@@ -256,7 +232,9 @@ class RayRuntime(RuntimeBackend):
             # Ray's errors name its nodes by address; the build log reaches the workspace.
             text = without_addresses(str(exc))
             detail = [ln for ln in text.splitlines() if ln.strip()][-30:]
-            message = f"pip could not install the requirements on Ray: {_env_error(text)}"
+            message = (
+                f"pip could not install the requirements on Ray: {ray_messages.env_error(text)}"
+            )
             return BuildResult(ok=False, message=message, log_lines=tuple(lines + detail))
         lines.append("environment ready")
         return BuildResult(ok=True, log_lines=tuple(lines), warnings=tuple(warnings))
@@ -307,7 +285,7 @@ class RayRuntime(RuntimeBackend):
                 chainlet_id=r.spec.chainlet_id,
                 deployment_id=r.spec.deployment_id,
                 phase=r.phase,
-                address=_address(r.ip, r.port) if r.ip and r.port else None,
+                address=ray_messages.address(r.ip, r.port) if r.ip and r.port else None,
                 message=r.message,
                 credential=r.credential,
             )
@@ -404,9 +382,9 @@ class RayRuntime(RuntimeBackend):
     def _start_error(self, exc: BaseException) -> str:
         text = str(exc)
         if "runtime env" in text.lower() or "runtime_env" in text.lower():
-            return f"Ray could not set up the replica's environment: {_env_error(text)}"
+            return f"Ray could not set up the replica's environment: {ray_messages.env_error(text)}"
         if self._ray is not None and isinstance(exc, self._ray.exceptions.RayActorError):
-            return _actor_error(exc)
+            return ray_messages.actor_error(exc)
         return f"the replica could not start on Ray: {text[:600]}"
 
     async def _placed(self, replica: _Replica, ref: Any) -> dict[str, Any] | None:
@@ -512,7 +490,7 @@ class RayRuntime(RuntimeBackend):
         except TimeoutError:
             pass
         except Exception as exc:
-            actor_problem = _actor_error(exc)
+            actor_problem = ray_messages.actor_error(exc)
         if _settled(replica):
             return
         if status is not None:
@@ -528,7 +506,7 @@ class RayRuntime(RuntimeBackend):
                 self._fail(replica, actor_problem)
             return
         assert self._session is not None and replica.ip
-        url = f"{_address(replica.ip, replica.port)}/v1/models/model"
+        url = f"{ray_messages.address(replica.ip, replica.port)}/v1/models/model"
         verdict = await health_verdicts.probe(self._session, url, replica.credential)
         if _settled(replica):
             return

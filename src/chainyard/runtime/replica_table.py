@@ -108,14 +108,7 @@ class ReplicaTable:
 
     async def changed(self, since: int) -> int:
         """Returns the generation once it differs from `since` (at once if it does already)."""
-        while self.generation == since:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.add(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.discard(waiter)
-        return self._generation
+        return await wait_past(since, lambda: self.generation, self._waiters)
 
 
 def _same_or(previous: ReplicaState | None, state: ReplicaState) -> ReplicaState:
@@ -179,3 +172,18 @@ class TrackedRecords(dict[str, R]):
 
     def setdefault(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("add records one by one, so the table sees them")
+
+
+async def wait_past(
+    since: int, generation: Callable[[], int], waiters: set[asyncio.Future[None]]
+) -> int:
+    """The generation once it differs from `since`: each round waits on a future put in
+    `waiters`, which whoever makes a new generation resolves (no timer)."""
+    while (current := generation()) == since:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            waiters.discard(waiter)
+    return current
