@@ -33,6 +33,7 @@ from chainyard.gateway import bodies
 from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
+from chainyard.gateway.route_cache import ROUTING_TABLES, RouteCache
 from chainyard.gateway.router import ReplicaRouter
 from chainyard.interpreters import Interpreters
 from chainyard.metrics import Metrics, counter, gauge
@@ -44,6 +45,7 @@ from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
 from chainyard.services.auth_throttle import FailureThrottle
 from chainyard.services.context import Core
 from chainyard.services.crypto import SecretCipher
+from chainyard.services.inference import Target
 from chainyard.services.live import LiveSampler
 from chainyard.store.db import Database
 
@@ -149,6 +151,8 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         protections.unprotected(backend) and not config.allow_unsandboxed
     )
     replica_router = ReplicaRouter(backend, max_body_bytes=config.max_body_bytes)
+    routes: RouteCache[Target] = RouteCache()
+    core.db.watch(ROUTING_TABLES, routes.invalidate)
 
     async def lead() -> None:
         await backend.start()
@@ -225,6 +229,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     app.state.runtime = backend
     app.state.reconciler = reconciler
     app.state.router = replica_router
+    app.state.routes = routes
     app.state.autoscaler = autoscaler
     app.state.membership = membership
     app.state.metrics = metrics

@@ -21,6 +21,7 @@ from chainyard.domain.errors import (
     RateLimited,
     Unauthorized,
 )
+from chainyard.gateway.route_cache import RouteCache
 from chainyard.gateway.router import ReplicaRouter, ReplicasGone, inference_error
 from chainyard.services import api_keys, inference
 from chainyard.services.context import Actor, Core
@@ -60,6 +61,10 @@ async def _actor(request: Request, core: Core) -> Actor:
     scheme, _, value = header.partition(" ")
     if scheme.lower() not in ("bearer", "api-key") or not value.strip():
         raise Unauthorized("missing API key: send 'Authorization: Api-Key <key>'")
+    # A key seen lately is known without the store, so without a hop to a thread.
+    known = api_keys.cached_actor(core, value.strip())
+    if known is not None:
+        return known
     return await run_in_threadpool(
         api_keys.authenticate, core, value.strip(), client_address(request)
     )
@@ -82,15 +87,31 @@ async def _guarded(call: Callable[[], Awaitable[Response]]) -> Response:
         return _error(exc)
 
 
+def _routes(request: Request) -> RouteCache[inference.Target]:
+    result: RouteCache[inference.Target] = request.app.state.routes
+    return result
+
+
 async def _resolve(
     request: Request,
     core: Core,
     chain_id: str,
     environment: str | None,
     deployment_id: str | None,
+    *,
+    fresh: bool = False,
 ) -> inference.Target:
+    """Where the request goes: remembered (gateway/route_cache.py), or read from the store when
+    unknown or when `fresh` (what was remembered led nowhere)."""
     actor = await _actor(request, core)
-    return await run_in_threadpool(
+    if not actor.can_invoke:
+        raise Forbidden(f"an API key of type {actor.key_type} may not call chains")
+    routes = _routes(request)
+    key = (actor.workspace_id, chain_id, environment, deployment_id)
+    if not fresh and (known := routes.get(key)) is not None:
+        return known
+    generation = routes.generation
+    target = await run_in_threadpool(
         inference.resolve,
         core,
         actor,
@@ -98,6 +119,9 @@ async def _resolve(
         environment=environment,
         deployment_id=deployment_id,
     )
+    if target.cacheable:
+        routes.put(key, target, generation)
+    return target
 
 
 async def _run(
@@ -109,10 +133,11 @@ async def _run(
     deployment_id: str | None = None,
 ) -> Response:
     async def resolve() -> inference.Target:
-        return await _resolve(request, core, chain_id, environment, deployment_id)
+        return await _resolve(request, core, chain_id, environment, deployment_id, fresh=True)
 
     async def call() -> Response:
-        return await _dispatch(request, core, await resolve(), resolve)
+        target = await _resolve(request, core, chain_id, environment, deployment_id)
+        return await _dispatch(request, core, target, resolve)
 
     return await _guarded(call)
 
@@ -139,9 +164,9 @@ async def _dispatch(
     target: inference.Target,
     resolve: Callable[[], Awaitable[inference.Target]] | None = None,
 ) -> Response:
-    """Forwards to a ready replica of `target`'s chainlet. With none ready, first looks again
-    where the request should go (a promotion may have just moved the environment), then wakes
-    the deployment and holds the request until a replica is ready."""
+    """Forwards to a ready replica of `target`'s chainlet. With none ready, first looks again in
+    the store where the request should go (a promotion may have just moved the environment), then
+    wakes the deployment and holds the request until a replica is ready."""
     replicas = _router(request)
     for attempt in range(2):
         if resolve is not None and (attempt or not replicas.ready_addresses(target.chainlet_id)):
@@ -309,9 +334,11 @@ async def regional_wake(request: Request, core: CoreDep) -> Response:
 async def internal_predict(chainlet_id: str, request: Request, core: CoreDep) -> Response:
     async def call() -> Response:
         _, _, token = request.headers.get("authorization", "").partition(" ")
-        target = await run_in_threadpool(
-            inference.resolve_internal, core, chainlet_id, token.strip()
-        )
+        target = inference.cached_internal(core, chainlet_id, token.strip())
+        if target is None:
+            target = await run_in_threadpool(
+                inference.resolve_internal, core, chainlet_id, token.strip()
+            )
         return await _dispatch(request, core, target)
 
     return await _guarded(call)

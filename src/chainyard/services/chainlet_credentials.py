@@ -113,10 +113,21 @@ def _load(core: Core, digest: str) -> Reach | None:
         return Reach(deployment.id, caller.id, callees)
 
 
+def cached_callee(core: Core, token: str, chainlet_id: str) -> Callee | None:
+    """`callee` without the store: None when the token is not in the cache (or not live)."""
+    hit = core.chain_key_cache.get(token_hash(token)) if token else None
+    if hit is None or hit[0] < time.monotonic():
+        return None
+    return _allowed(hit[1], chainlet_id)
+
+
 def callee(core: Core, token: str, chainlet_id: str) -> Callee:
     """`chainlet_id` when the token may call it. A live token aimed elsewhere is Forbidden, with
     a message that names nothing of the target (it may be another workspace's)."""
-    found = reach(core, token)
+    return _allowed(reach(core, token), chainlet_id)
+
+
+def _allowed(found: Reach, chainlet_id: str) -> Callee:
     target = found.callees.get(chainlet_id)
     if target is None:
         raise Forbidden("this chain key may call only its chainlet's declared dependencies")

@@ -24,6 +24,9 @@ class Target:
     chainlet_name: str
     status: DeploymentStatus
     predict_concurrency: int
+    # False when chosen per request (a gradual promotion splits an environment's traffic): such
+    # an answer must not be remembered (gateway/route_cache.py).
+    cacheable: bool = True
 
 
 def _entry_target(deployment: ChainDeployment) -> Target:
@@ -82,9 +85,13 @@ def resolve(
                 if env.current_deployment_id
                 else None
             )
-            if env.rollout and env.candidate_deployment_id and current is not None:
+            split = bool(env.rollout and env.candidate_deployment_id and current is not None)
+            if split:
+                assert current is not None
                 current = _split(session, env, current)
             deployment = _servable(current, f"environment '{name}'")
+            if split:
+                return dataclasses.replace(_entry_target(deployment), cacheable=False)
         return _entry_target(deployment)
 
 
@@ -105,7 +112,17 @@ def resolve_internal(core: Core, chainlet_id: str, token: str) -> Target:
     """A dependency call from a replica: the token must be one issued to a chainlet of the same
     deployment that declared the target as a dependency (services/chainlet_credentials.py). Any
     other token is 401 "invalid chain key"; a live one aimed elsewhere is 403."""
-    callee = chainlet_credentials.callee(core, token, chainlet_id)
+    return _internal_target(chainlet_credentials.callee(core, token, chainlet_id))
+
+
+def cached_internal(core: Core, chainlet_id: str, token: str) -> Target | None:
+    """`resolve_internal` from what is remembered of the token, without the store; None when
+    nothing is."""
+    callee = chainlet_credentials.cached_callee(core, token, chainlet_id)
+    return None if callee is None else _internal_target(callee)
+
+
+def _internal_target(callee: chainlet_credentials.Callee) -> Target:
     return Target(
         deployment_id=callee.deployment_id,
         chainlet_id=callee.chainlet_id,

@@ -8,8 +8,11 @@ first write; on PostgreSQL the services lock the rows they change with SELECT ..
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pathlib
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,11 +64,31 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
+# The tables a statement writes, by its text: whatever built it (the ORM's flush, a bulk UPDATE,
+# store/batch.py's CTEs), the text says which tables change.
+_WRITTEN = re.compile(r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def written_tables(statement: str) -> frozenset[str]:
+    return frozenset(m.lower() for m in _WRITTEN.findall(statement))
+
+
+class _Watch(threading.local):
+    # The tables written so far by the write transaction running on this thread; None outside one.
+    tables: set[str] | None = None
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
         self.engine = self._make_engine(echo)
+        # (tables, callback): called after a write transaction that wrote one of the tables has
+        # committed (see `watch`).
+        self._watchers: list[tuple[frozenset[str], Callable[[], None]]] = []
+        self._watch = _Watch()
+        self._watch_statements()
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(chainyard_write=True) if self.is_sqlite else None
         self._write = sessionmaker(writer or self.engine, expire_on_commit=False)
@@ -119,15 +142,43 @@ class Database:
 
         return engine
 
+    def watch(self, tables: frozenset[str], callback: Callable[[], None]) -> None:
+        """Calls `callback` after each committed write transaction of this process that wrote
+        one of `tables`, from the thread that committed it. For caches of rows: dropped once
+        the change can be read, never before (a reader between the two would cache the old
+        rows again)."""
+        self._watchers.append((tables, callback))
+
+    def _watch_statements(self) -> None:
+        @event.listens_for(self.engine, "before_cursor_execute")
+        def _seen(
+            _conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, _many: bool
+        ) -> None:
+            tables = self._watch.tables
+            if tables is not None:
+                tables.update(written_tables(statement))
+
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits when the block ends without an exception; then runs what
-        `after_commit` queued on it."""
-        with _translate_operational(), self._write() as session:
-            with session.begin():
-                yield session
-            for callback in session.info.pop(_AFTER_COMMIT, ()):
-                callback()
+        `after_commit` queued on it, and the watchers of the tables it wrote."""
+        outer = self._watch.tables
+        written: set[str] = set()
+        self._watch.tables = written
+        try:
+            with _translate_operational(), self._write() as session:
+                with session.begin():
+                    yield session
+                for callback in session.info.pop(_AFTER_COMMIT, ()):
+                    callback()
+        finally:
+            self._watch.tables = outer
+        if outer is not None:
+            outer.update(written)
+        if written:
+            for tables, watcher in self._watchers:
+                if not tables.isdisjoint(written):
+                    watcher()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
