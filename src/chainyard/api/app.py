@@ -33,6 +33,7 @@ from chainyard.gateway import bodies
 from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
+from chainyard.gateway.fast_lane import FastLane
 from chainyard.gateway.route_cache import ROUTING_TABLES, RouteCache
 from chainyard.gateway.router import ReplicaRouter
 from chainyard.interpreters import Interpreters
@@ -262,6 +263,13 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         streamed_limit=config.max_body_bytes,
     )
     app.add_middleware(json_bodies.JsonBodies)
+    # Inference skips the management API's framework (gateway/fast_lane.py), not the count.
+    app.add_middleware(
+        FastLane,
+        routes=[*gateway_routes.router.routes, *gateway_model_routes.router.routes],
+        max_body_bytes=config.max_body_bytes,
+        core=core,
+    )
     # Outermost: a request counts from the moment it arrives.
     requests = in_flight.RequestCounter()
     app.add_middleware(in_flight.CountRequests, counter=requests)

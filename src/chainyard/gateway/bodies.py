@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.types import Scope, Send
 
 from chainyard.domain.body_limits import too_large_message
 
@@ -98,3 +100,24 @@ async def prepare(request: Request, limit: int) -> bytes | StreamedBody:
     if length is not None and length <= BUFFER_BYTES:
         return await request.body()
     return StreamedBody(request, limit)
+
+
+async def refuse_too_large(scope: Scope, send: Send, limit: int) -> bool:
+    """Answers 413 at once, before the body is read, when the declared length is over `limit`
+    (True: answered)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return False
+            if declared <= limit:
+                return False
+            body = {"error": too_large_message(limit), "error_code": "payload_too_large"}
+            await JSONResponse(body, status_code=413)(scope, _no_body, send)
+            return True
+    return False
+
+
+async def _no_body() -> dict[str, str]:
+    return {"type": "http.disconnect"}

@@ -29,7 +29,8 @@ from chainyard.services.context import Actor, Core
 router = APIRouter(tags=["inference"])
 
 
-def _core(request: Request) -> Core:
+async def _core(request: Request) -> Core:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
     core: Core = request.app.state.core
     return core
 
