@@ -178,6 +178,9 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
         access_log=False,
         lifespan="off",
         timeout_keep_alive=75,
+        # Only the gateway and the runtime's probes reach a replica: no proxy headers to believe,
+        # and no middleware per request to read them.
+        proxy_headers=False,
         **replica_ws.uvicorn_options(desc),
     )
     uvicorn.Server(config).run(sockets=[sock])
