@@ -195,3 +195,28 @@ def test_a_key_manager_cannot_escalate_to_full_access(api: Api) -> None:
     invoker = _create(api, "WORKSPACE_INVOKE", key=manager)
     assert api.get("/v1/chains", key=invoker).status_code == 403
     assert api.get("/v1/chains", key=manager).status_code == 403
+
+
+def test_a_key_revoked_by_another_server_stops_working_at_inference(api: Api) -> None:
+    """Inference believes a key it remembers while it asks the store again in the background
+    (gateway/routes.py); a key that is gone there is then forgotten."""
+    from sqlalchemy import delete
+
+    from chainyard.store.workspaces import ApiKey
+
+    raw = _create(api, "WORKSPACE_INVOKE", name="elsewhere")
+    run = "/chains/nosuchchain/production/run_remote"
+    assert api.post(run, key=raw, json={}).status_code == 404  # known key, unknown chain
+    # Another server revokes it: the row goes, this server's memory of it stays ...
+    with api.core.db.write() as session:
+        session.execute(delete(ApiKey).where(ApiKey.prefix == raw.partition(".")[0]))
+    digest = api_keys.hash_key(raw)
+    _, actor = api.core.auth_cache[digest]
+    api.core.auth_cache[digest] = (0.0, actor)  # ... until it is AUTH_CACHE_SECONDS old
+    answers = [api.post(run, key=raw, json={}).status_code]
+    api.wait_for(
+        lambda: answers.append(api.post(run, key=raw, json={}).status_code) or answers[-1] == 401,
+        what="the revoked key refused",
+    )
+    assert answers[0] == 404  # the one request that was believed while the store was asked
+    assert answers[-1] == 401

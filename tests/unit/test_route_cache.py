@@ -40,3 +40,35 @@ def test_a_route_expires_after_its_ttl() -> None:
     assert cache.get("k") == "v"
     clock.now += 0.2
     assert cache.get("k") is None
+
+
+def test_a_stale_route_is_refreshed_in_the_background_or_forgotten() -> None:
+    import asyncio
+
+    clock = Clock()
+    cache: RouteCache[str] = RouteCache(ttl=2.0, clock=clock)
+    cache.put("k", "old", cache.generation)
+    clock.now += 3
+    assert cache.get("k") is None
+    assert cache.stale("k") == "old"
+    calls: list[str] = []
+
+    async def resolve_new() -> str | None:
+        calls.append("new")
+        return "new"
+
+    async def gone() -> str | None:
+        raise LookupError("the chain was deleted")
+
+    async def main() -> None:
+        cache.refresh("k", resolve_new)
+        cache.refresh("k", resolve_new)  # one refresh at a time per route
+        await asyncio.sleep(0.01)
+        assert calls == ["new"]
+        assert cache.get("k") == "new"
+        clock.now += 3
+        cache.refresh("k", gone)
+        await asyncio.sleep(0.01)
+        assert cache.stale("k") is None
+
+    asyncio.run(main())

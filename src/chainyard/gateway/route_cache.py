@@ -8,14 +8,17 @@ drops the whole cache once it has committed (`Database.watch`). A resolution tha
 such a commit may have read the old rows: it is not kept (the generation moved meanwhile).
 
 Writes by another process (another server on the same database) are not seen here; a route
-therefore lives at most `ttl` seconds, which bounds how long this server may keep sending an
-environment's requests to the deployment it held before another server promoted.
+therefore is fresh for `ttl` seconds. A request that finds it older is still sent where it says,
+and the route is looked up again in the background (`refresh`), so that no request waits for the
+store once its route is known: another server's promotion reaches this one within `ttl` seconds
+and one request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 # The tables whose rows decide a route (store/chains.py, store/environments.py).
@@ -34,12 +37,41 @@ class RouteCache(Generic[V]):
         self.clock = clock
         self.generation = 0
         self._routes: dict[Hashable, tuple[float, V]] = {}
+        self._refreshing: dict[Hashable, asyncio.Task[None]] = {}
 
     def get(self, key: Hashable) -> V | None:
+        """The route, if it is fresh."""
         hit = self._routes.get(key)
         if hit is None or hit[0] < self.clock():
             return None
         return hit[1]
+
+    def stale(self, key: Hashable) -> V | None:
+        """The route, however old."""
+        hit = self._routes.get(key)
+        return None if hit is None else hit[1]
+
+    def refresh(self, key: Hashable, resolve: Callable[[], Awaitable[V | None]]) -> None:
+        """Looks the route up again in the background (once at a time per route): kept when
+        `resolve` answers one, forgotten when it answers None or fails (the chain may be gone;
+        the next request then resolves it itself and gets the error)."""
+        if key in self._refreshing:
+            return
+
+        async def run() -> None:
+            generation = self.generation
+            try:
+                value = await resolve()
+            except Exception:
+                value = None
+            finally:
+                self._refreshing.pop(key, None)
+            if value is None:
+                self._routes.pop(key, None)
+            else:
+                self.put(key, value, generation)
+
+        self._refreshing[key] = asyncio.get_running_loop().create_task(run())
 
     def put(self, key: Hashable, value: V, generation: int) -> None:
         """Keeps `value`, resolved from rows read after `generation` was current, unless a

@@ -4,6 +4,7 @@ plus the internal route that replicas' stubs use to call their dependencies."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -62,13 +63,40 @@ async def _actor(request: Request, core: Core) -> Actor:
     scheme, _, value = header.partition(" ")
     if scheme.lower() not in ("bearer", "api-key") or not value.strip():
         raise Unauthorized("missing API key: send 'Authorization: Api-Key <key>'")
-    # A key seen lately is known without the store, so without a hop to a thread.
+    # A key seen lately is known without the store, so without a hop to a thread. One seen
+    # longer ago is believed once more while the store is asked again in the background: a key
+    # revoked here is forgotten at once (api_keys.revoke), one revoked by another server within
+    # AUTH_CACHE_SECONDS and a request.
     known = api_keys.cached_actor(core, value.strip())
     if known is not None:
         return known
+    remembered = api_keys.remembered_actor(core, value.strip())
+    if remembered is not None:
+        _recheck_key(core, value.strip())
+        return remembered
     return await run_in_threadpool(
         api_keys.authenticate, core, value.strip(), client_address(request)
     )
+
+
+# Background re-reads of remembered keys, by the key's digest: one at a time per key.
+_rechecks: dict[str, asyncio.Task[None]] = {}
+
+
+def _recheck_key(core: Core, raw: str) -> None:
+    digest = api_keys.hash_key(raw)
+    if digest in _rechecks:
+        return
+
+    async def run() -> None:
+        try:
+            await run_in_threadpool(api_keys.recheck, core, raw)
+        except ChainyardError:
+            pass  # the store is unavailable: the next request past the cache tries again
+        finally:
+            _rechecks.pop(digest, None)
+
+    _rechecks[digest] = asyncio.get_running_loop().create_task(run())
 
 
 def client_address(connection: HTTPConnection) -> str:
@@ -109,17 +137,30 @@ async def _resolve(
         raise Forbidden(f"an API key of type {actor.key_type} may not call chains")
     routes = _routes(request)
     key = (actor.workspace_id, chain_id, environment, deployment_id)
-    if not fresh and (known := routes.get(key)) is not None:
-        return known
+
+    async def lookup() -> inference.Target:
+        return await run_in_threadpool(
+            inference.resolve,
+            core,
+            actor,
+            chain_id,
+            environment=environment,
+            deployment_id=deployment_id,
+        )
+
+    if not fresh:
+        if (known := routes.get(key)) is not None:
+            return known
+        if (old := routes.stale(key)) is not None:
+
+            async def again() -> inference.Target | None:
+                target = await lookup()
+                return target if target.cacheable else None
+
+            routes.refresh(key, again)
+            return old
     generation = routes.generation
-    target = await run_in_threadpool(
-        inference.resolve,
-        core,
-        actor,
-        chain_id,
-        environment=environment,
-        deployment_id=deployment_id,
-    )
+    target = await lookup()
     if target.cacheable:
         routes.put(key, target, generation)
     return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
@@ -150,6 +151,20 @@ def cached_actor(core: Core, raw: str) -> Actor | None:
     if hit is None or hit[0] < time.monotonic():
         return None
     return hit[1]
+
+
+def remembered_actor(core: Core, raw: str) -> Actor | None:
+    """The actor of a key authenticated before, however long ago (see `cached_actor`)."""
+    hit = core.auth_cache.get(hash_key(raw))
+    return None if hit is None else hit[1]
+
+
+def recheck(core: Core, raw: str) -> None:
+    """Reads a remembered key again from the store: remembered anew while it is valid, forgotten
+    once it is not (revoked by another server)."""
+    core.auth_cache.pop(hash_key(raw), None)
+    with contextlib.suppress(Unauthorized):
+        authenticate(core, raw)
 
 
 def authenticate(core: Core, raw: str, client: str | None = None) -> Actor:
