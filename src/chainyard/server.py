@@ -1,4 +1,4 @@
-"""The FastAPI application: wiring of store, services, runtime and reconciler."""
+"""The composition root: wiring of store, services, runtime, control loops and the HTTP app."""
 
 from __future__ import annotations
 
