@@ -1,30 +1,22 @@
-"""The composition root: wiring of store, services, runtime, control loops and the HTTP app."""
+"""The composition root: builds the store, runtime, control loops, cluster membership, gateway and
+live sampler, wires them to each other, and hands them to the HTTP app (api/app.py) with the
+lifespan that starts and stops them. The only module that may import every package."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from chainyard import __version__, heap, protections
-from chainyard.api import errors, in_flight, json_bodies, limits
-from chainyard.api.routes import (
-    api_keys,
-    catalogue,
-    chains,
-    dashboard,
-    deploy,
-    environments,
-    live,
-    observability,
-    secrets,
-)
+from chainyard.api import in_flight
+from chainyard.api.app import HttpSettings, Inference, build_http_app
 from chainyard.autoscaler.loop import Autoscaler
 from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
@@ -42,7 +34,6 @@ from chainyard.reconciler.loop import Reconciler
 from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
 from chainyard.runtime.factory import make_runtime
 from chainyard.services import api_keys as api_key_service
-from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
 from chainyard.services.auth_throttle import FailureThrottle
 from chainyard.services.context import Core
 from chainyard.services.crypto import SecretCipher
@@ -219,28 +210,6 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
             heap.thaw(collector)
             sys.setswitchinterval(switch_interval)
 
-    app = FastAPI(
-        title="chainyard",
-        version=__version__,
-        description="Self-hosted chains serving, wire-compatible with Baseten's chains API.",
-        lifespan=lifespan,
-        dependencies=[Depends(limits.rate_limit), Depends(json_bodies.valid_text)],
-    )
-    app.state.core = core
-    app.state.runtime = backend
-    app.state.reconciler = reconciler
-    app.state.router = replica_router
-    app.state.routes = routes
-    app.state.autoscaler = autoscaler
-    app.state.membership = membership
-    app.state.metrics = metrics
-    app.state.live = live_sampler
-    app.state.ready = False
-    app.state.initial_key_file = initial_key_file
-    app.state.protections_banner = protections.banner(
-        backend, allow_unsandboxed=config.allow_unsandboxed
-    )
-    errors.install(app)
     # Refused at construction, like the settings above, rather than silently unthrottled.
     if config.auth_failure_limit < 0:
         raise ValueError("auth_failure_limit must be 0 (off) or more")
@@ -248,54 +217,51 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         core.auth_throttle = FailureThrottle(
             config.auth_failure_limit, config.auth_failures_per_second
         )
-    app.state.rate_limiter = (
-        limits.RateLimiter(config.rate_limit_per_second)
-        if config.rate_limit_per_second > 0
-        else None
-    )
-    app.add_middleware(
-        limits.BodyLimit,
-        limit=config.max_request_bytes,
-        # The deploy upload carries the source archive, besides its manifest.
-        limits_by_path={"/v1/chains/deploy": MAX_ARCHIVE_BYTES + 2 * 2**20},
-        # Inference bodies stream through the gateway, which counts them (gateway/bodies.py).
-        streamed=bodies.streams_body,
-        streamed_limit=config.max_body_bytes,
-    )
-    app.add_middleware(json_bodies.JsonBodies)
-    # Inference skips the management API's framework (gateway/fast_lane.py), not the count.
-    app.add_middleware(
-        FastLane,
-        routes=[*gateway_routes.router.routes, *gateway_model_routes.router.routes],
-        max_body_bytes=config.max_body_bytes,
-        core=core,
-    )
-    # Outermost: a request counts from the moment it arrives.
     requests = in_flight.RequestCounter()
-    app.add_middleware(in_flight.CountRequests, counter=requests)
     core.requests_waiting = requests.any
-    for module in (deploy, chains, environments, catalogue, secrets, api_keys):
-        app.include_router(module.router)
-    app.include_router(gateway_routes.router)
-    app.include_router(gateway_model_routes.router)
-    gateway_websockets.install(app)
-    app.include_router(observability.router)
-    app.include_router(live.router)
-    dashboard.install(app)
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
-        if not app.state.ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "version": __version__,
-                "runtime": backend.name,
-                "server_id": membership.server_id,
-                "leader": membership.leader,
-                "protections": protections.active(backend),
-            }
-        )
+    def health() -> dict[str, object]:
+        return {
+            "runtime": backend.name,
+            "server_id": membership.server_id,
+            "leader": membership.leader,
+            "protections": protections.active(backend),
+        }
 
-    return app
+    inference_routers = [gateway_routes.router, gateway_model_routes.router]
+    return build_http_app(
+        lifespan=lifespan,
+        state={
+            "core": core,
+            "runtime": backend,
+            "reconciler": reconciler,
+            "router": replica_router,
+            "routes": routes,
+            "autoscaler": autoscaler,
+            "membership": membership,
+            "metrics": metrics,
+            "live": live_sampler,
+            "initial_key_file": initial_key_file,
+            "protections_banner": protections.banner(
+                backend, allow_unsandboxed=config.allow_unsandboxed
+            ),
+        },
+        settings=HttpSettings(
+            max_request_bytes=config.max_request_bytes,
+            rate_limit_per_second=config.rate_limit_per_second,
+        ),
+        inference=Inference(
+            routers=inference_routers,
+            install=gateway_websockets.install,
+            lane=functools.partial(
+                FastLane,
+                routes=[r for router in inference_routers for r in router.routes],
+                max_body_bytes=config.max_body_bytes,
+                core=core,
+            ),
+            streams_body=bodies.streams_body,
+            max_body_bytes=config.max_body_bytes,
+        ),
+        requests=requests,
+        health=health,
+    )
