@@ -6,7 +6,7 @@ For each database (SQLite, PostgreSQL) the benchmark
    inserts: N chains in workspace `default` (plus a few in a second workspace), each with a
    `production` environment whose current deployment is its newest, ACTIVE, deployment; older
    deployments are SCALED_TO_ZERO or INACTIVE, as promotions and deactivations leave them;
-2. starts the real server (`chainyard.api.app.create_app`, simulated runtime) under uvicorn in a
+2. starts the real server (`chainyard.server.create_app`, simulated runtime) under uvicorn in a
    child process, without its background loops (`run_reconciler=False`, `run_autoscaler=False`);
 3. phase `loops_paused`: times, from this process over HTTP with one keep-alive connection,
    the read endpoints and the instance-type update (each call on a chain of its own, so each one
@@ -371,8 +371,8 @@ def _free_port() -> int:
 # The server's background loops the benchmark times and can pause: (app.state attribute, module
 # and function through which the loop loads its work each tick, so that the work is counted).
 _LOOPS = {
-    "reconciler": ("reconciler", "chainyard.services.observations", "load_work"),
-    "autoscaler": ("autoscaler", "chainyard.services.autoscaling", "glance"),
+    "reconciler": ("reconciler", "chainyard.services.reconciler_store", "load_work"),
+    "autoscaler": ("autoscaler", "chainyard.services.autoscaler_store", "glance"),
 }
 # Started by the server (`ServerConfig.run_<name>`), or by the benchmark after the paused phase.
 
@@ -385,8 +385,8 @@ def serve(spec_path: str) -> None:
 
     import uvicorn
 
-    from chainyard.api.app import create_app
     from chainyard.config import ServerConfig
+    from chainyard.server import create_app
 
     spec = json.loads(pathlib.Path(spec_path).read_text())
     known = {f.name for f in dataclasses.fields(ServerConfig)}

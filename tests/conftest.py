@@ -66,7 +66,7 @@ def make_api(database_url: str, tmp_path: pathlib.Path) -> Iterator[Any]:
         config = fast_config(
             data_dir=tmp_path / f"data{len(clients)}", database_url=database_url, **overrides
         )
-        from chainyard.api.app import create_app
+        from chainyard.server import create_app
 
         client = TestClient(create_app(config))
         client.__enter__()
@@ -90,7 +90,7 @@ def shared_api(
 ) -> Iterator[Api]:
     """One server per database for a whole test module (server start-up dominates otherwise);
     tests using it work on chains of their own."""
-    from chainyard.api.app import create_app
+    from chainyard.server import create_app
 
     tmp: pathlib.Path = tmp_path_factory.mktemp("shared")
     if request.param == "sqlite":

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from chainyard.api import errors
-from chainyard.api.app import create_app
 from chainyard.domain.errors import Conflict, RateLimited
+from chainyard.server import create_app
 from tests.support.server import Api, fast_config, hello_manifest
 
 _CODE = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$")

@@ -7,7 +7,7 @@ import pathlib
 
 from fastapi.testclient import TestClient
 
-from chainyard.api.app import create_app
+from chainyard.server import create_app
 from tests.support.server import fast_config
 
 

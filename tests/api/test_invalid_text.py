@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from chainyard.domain.graph import MAX_CHAINLETS
-from chainyard.services import observations, secrets
+from chainyard.services import reconciler_store, secrets
 from chainyard.store.audit_logs import AuditLog
 from tests.support.server import Api, hello_manifest
 
@@ -133,7 +133,7 @@ def test_a_chainlets_log_line_with_a_lone_surrogate_is_stored_escaped(api: Api) 
     chainlets = deployed["chain_deployment"]["chainlets"]
     bad, good = chainlets[0]["id"], chainlets[1]["id"]
     record = '\x02{"level": "INFO", "msg": "x' + LONE + 'y", "request_id": "r' + LONE + '"}'
-    observations.record_replica_logs(
+    reconciler_store.record_replica_logs(
         api.core, [(bad, "replica-a", record), (good, "replica-b", "a plain line")]
     )
     path = f"/v1/chains/{deployed['chain_id']}/deployments/{deployment_id}/chainlets"

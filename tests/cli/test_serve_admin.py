@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from chainyard.api.app import create_app
 from chainyard.cli.main import app
 from chainyard.config import ServerConfig
 from chainyard.runtime import sandbox
+from chainyard.server import create_app
 
 _ENTRY = pathlib.Path(sys.executable).parent / "chainyard"
 

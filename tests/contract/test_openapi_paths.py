@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chainyard.api.app import create_app
+from chainyard.server import create_app
 from tests.contract.spec_compat import compare_openapi, load_reference_spec
 from tests.support.server import fast_config
 

@@ -13,9 +13,9 @@ import textwrap
 import pytest
 
 from chainyard import protections
-from chainyard.api.app import create_app
 from chainyard.runtime import sandbox
 from chainyard.runtime.factory import UnknownRuntime, make_runtime
+from chainyard.server import create_app
 from chainyard.services import api_keys
 from tests.e2e.conftest import CHAINYARD, REPO, LiveServer, _free_port
 from tests.support.server import fast_config

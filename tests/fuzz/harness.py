@@ -31,9 +31,9 @@ import httpx
 import schemathesis
 import uvicorn
 
-from chainyard.api.app import create_app
 from chainyard.runtime.base import ReplicaPhase, ReplicaSpec, ReplicaState
 from chainyard.runtime.simulated import SimulatedRuntime
+from chainyard.server import create_app
 from tests.support.server import ADMIN_KEY, fast_config, hello_manifest
 
 INFERENCE_TAG = "inference"

@@ -24,7 +24,6 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from chainyard.api.app import create_app
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -33,6 +32,7 @@ from chainyard.runtime.base import (
     ReplicaState,
 )
 from chainyard.runtime.simulated import SimulatedRuntime
+from chainyard.server import create_app
 from tests.support.server import ADMIN_KEY, fast_config
 
 FAIL_BUILD = "^Broken"

@@ -8,8 +8,8 @@ import sys
 
 from sqlalchemy import func, or_, select
 
-from chainyard.api.app import build_core
-from chainyard.services import autoscaling, observations
+from chainyard.server import build_core
+from chainyard.services import autoscaler_store, reconciler_store
 from chainyard.services.pacing import Pacer, unpaced
 from chainyard.store.chains import Chainlet
 from tests.support.server import fast_config
@@ -42,20 +42,20 @@ def test_paced_glances_see_every_running_chainlet(
         assert running is not None and running > 1000
 
         pacer, sleeps = _every_checkpoint_rests()
-        paced = observations.glance(core, pacer=pacer)
+        paced = reconciler_store.glance(core, pacer=pacer)
         assert len(sleeps) >= 3, "the scan should have been read in several slices"
-        assert sorted(paced) == sorted(observations.glance(core, pacer=unpaced()))
+        assert sorted(paced) == sorted(reconciler_store.glance(core, pacer=unpaced()))
         assert len({g.chainlet_id for g in paced}) == running
 
         pacer, sleeps = _every_checkpoint_rests()
-        managed = autoscaling.glance(core, set(), pacer=pacer)
+        managed = autoscaler_store.glance(core, set(), pacer=pacer)
         assert len(sleeps) >= 3
-        assert sorted(managed) == sorted(autoscaling.glance(core, set()))
+        assert sorted(managed) == sorted(autoscaler_store.glance(core, set()))
         assert {g.chainlet_id for g in managed} == {g.chainlet_id for g in paced}
 
         pacer, sleeps = _every_checkpoint_rests()
         ids = {g.chainlet_id for g in paced}
-        work = observations.load_chainlets(core, ids, pacer=pacer)
+        work = reconciler_store.load_chainlets(core, ids, pacer=pacer)
         assert {w.chainlet_id for w in work} == ids
         assert len(sleeps) >= 2
     finally:

@@ -13,7 +13,7 @@ from chainyard.autoscaler import loop
 from chainyard.autoscaler.loop import Autoscaler
 from chainyard.domain.autoscaling import AutoscalingSettings
 from chainyard.domain.autoscaling_policy import Decision, PolicyState, Traffic
-from chainyard.services import autoscaling
+from chainyard.services import autoscaler_store
 
 
 def test_idle_rechecks_are_spread_over_the_second_half_of_the_recheck_time() -> None:
@@ -39,20 +39,20 @@ def test_decisions_are_made_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
     """An idle pass decides for thousands of chainlets; on the event loop, that held up every
     request meanwhile."""
     fleet = [
-        autoscaling.Managed(f"c{i}", 1, AutoscalingSettings().to_dict(), None, False)
+        autoscaler_store.Managed(f"c{i}", 1, AutoscalingSettings().to_dict(), None, False)
         for i in range(300)
     ]
-    glances = [autoscaling.Glance(m.chainlet_id, 1, False) for m in fleet]
-    monkeypatch.setattr(autoscaling, "glance", lambda core, busy, **_kw: glances)
-    monkeypatch.setattr(autoscaling, "managed_by_id", lambda core, ids, **_kw: fleet)
-    monkeypatch.setattr(autoscaling, "apply", lambda core, decisions, **_kw: decisions)
+    glances = [autoscaler_store.Glance(m.chainlet_id, 1, False) for m in fleet]
+    monkeypatch.setattr(autoscaler_store, "glance", lambda core, busy, **_kw: glances)
+    monkeypatch.setattr(autoscaler_store, "managed_by_id", lambda core, ids, **_kw: fleet)
+    monkeypatch.setattr(autoscaler_store, "apply", lambda core, decisions, **_kw: decisions)
     # The store's functions are replaced above; the loop asks the core only whether requests wait.
     core = types.SimpleNamespace(requests_waiting=lambda: False)
     scaler = Autoscaler(core=core, in_flight=dict)  # type: ignore[arg-type]
     threads: list[str] = []
     decide_all = scaler._decide
 
-    def recorded(chainlets: list[autoscaling.Managed], now: float) -> Any:
+    def recorded(chainlets: list[autoscaler_store.Managed], now: float) -> Any:
         threads.append(threading.current_thread().name)
         return decide_all(chainlets, now)
 

@@ -55,7 +55,7 @@ def test_a_frozen_object_is_still_freed_when_unreferenced(restored: None) -> Non
 
 
 def test_a_running_server_freezes_its_start_up_and_thaws_on_exit(tmp_path: pathlib.Path) -> None:
-    from chainyard.api.app import create_app
+    from chainyard.server import create_app
 
     thresholds = gc.get_threshold()
     config = fast_config(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/c.db")

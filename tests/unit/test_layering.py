@@ -9,8 +9,8 @@ import pytest
 
 SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "chainyard"
 
-# Which of our top-level packages each package may import. `api/app.py` is the composition root
-# and may wire everything; it is listed separately.
+# Which of our top-level packages (or top-level modules) each package may import. The composition
+# root, `chainyard/server.py`, wires everything; top-level modules have no rule here.
 ALLOWED: dict[str, set[str]] = {
     "domain": {"domain"},
     "schemas": {"schemas", "domain"},
@@ -20,8 +20,16 @@ ALLOWED: dict[str, set[str]] = {
     "services": {"services", "domain", "schemas", "store", "interpreters"},
     # `replica_auth` (a top-level module, imported by replicas too): the credential a replica
     # wants from the runtime's probes and the gateway.
-    "runtime": {"runtime", "domain", "config", "archives", "interpreters", "replica_auth"},
-    # api/app.py (the composition root) also wires chainyard.metrics.
+    # `server_lock`: the local runtime reaps leftover replicas only under the data dir's lock.
+    "runtime": {
+        "runtime",
+        "domain",
+        "config",
+        "archives",
+        "interpreters",
+        "replica_auth",
+        "server_lock",
+    },
     "reconciler": {"reconciler", "services", "runtime", "domain"},
     "gateway": {"gateway", "services", "runtime", "domain", "abortable", "replica_auth"},
     "autoscaler": {"autoscaler", "services", "domain"},
@@ -29,7 +37,19 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"api", "services", "schemas", "domain", "archives"},
     # User chains run in replicas with truss_chains; they must not drag the server in.
     "chains": {"chains", "abortable", "replica_auth"},
-    "cli": {"cli", "api", "config", "domain", "services", "sdk", "schemas", "chains"},
+    # `serve` locks the data dir and builds the server (`chainyard.server`), `admin` opens its
+    # store the same way; only these two files (CLI_SERVER_SIDE) reach past the SDK.
+    "cli": {
+        "cli",
+        "server",
+        "server_lock",
+        "config",
+        "domain",
+        "services",
+        "sdk",
+        "schemas",
+        "chains",
+    },
     # The client library talks HTTP and speaks the wire models; nothing of the server.
     "sdk": {"sdk", "schemas"},
 }
@@ -37,7 +57,6 @@ ALLOWED: dict[str, set[str]] = {
 # server and its store) are the CLI files that may reach into the server.
 CLI_SERVER_SIDE = {SRC / "cli" / "main.py", SRC / "cli" / "admin.py"}
 CLI_OVER_SDK = {"cli", "sdk", "schemas", "chains"}
-COMPOSITION_ROOTS = {SRC / "api" / "app.py"}
 
 
 def _our_imports(path: pathlib.Path) -> set[str]:
@@ -47,6 +66,9 @@ def _our_imports(path: pathlib.Path) -> set[str]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "chainyard" and node.level == 0:
+            # `from chainyard import server_lock` names the module in the alias.
+            names = [f"chainyard.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
         for name in names:
@@ -60,7 +82,7 @@ def _files() -> list[tuple[str, pathlib.Path]]:
     return [
         (path.relative_to(SRC).parts[0], path)
         for path in sorted(SRC.rglob("*.py"))
-        if len(path.relative_to(SRC).parts) > 1 and path not in COMPOSITION_ROOTS
+        if len(path.relative_to(SRC).parts) > 1
     ]
 
 
@@ -85,3 +107,15 @@ def test_cli_commands_use_the_sdk_only(path: pathlib.Path) -> None:
 
 def test_the_check_sees_imports() -> None:
     assert "domain" in _our_imports(SRC / "services" / "lifecycle.py")
+    assert "archives" in _our_imports(SRC / "api" / "routes" / "deploy.py")
+
+
+def test_only_the_composition_root_builds_the_server() -> None:
+    """The loops, the runtime and the gateway are wired in `chainyard/server.py`; the HTTP API
+    takes what it serves from there and imports none of them."""
+    assert "server" not in ALLOWED["api"]
+    for part in ("runtime", "reconciler", "autoscaler", "cluster", "gateway", "config"):
+        assert part not in ALLOWED["api"]
+    assert {"api", "gateway", "reconciler", "autoscaler", "cluster", "runtime"} <= _our_imports(
+        SRC / "server.py"
+    )

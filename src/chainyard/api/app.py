@@ -1,18 +1,21 @@
-"""The FastAPI application: wiring of store, services, runtime and reconciler."""
+"""The HTTP application: the FastAPI object, its middlewares, error answers and routers, around
+parts the composition root (chainyard/server.py) built and wired.
+
+api/ does not import the gateway: its routers, its fast lane and what it streams come in as an
+`Inference`, so that this file owns the order of the whole stack in one place.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
-from chainyard import __version__, heap, protections
+from chainyard import __version__
 from chainyard.api import errors, in_flight, json_bodies, limits
 from chainyard.api.routes import (
     api_keys,
@@ -25,200 +28,41 @@ from chainyard.api.routes import (
     observability,
     secrets,
 )
-from chainyard.autoscaler.loop import Autoscaler
-from chainyard.cluster.membership import Membership
-from chainyard.config import ServerConfig
-from chainyard.domain.catalogue_file import load_catalogue
-from chainyard.gateway import bodies
-from chainyard.gateway import model_routes as gateway_model_routes
-from chainyard.gateway import routes as gateway_routes
-from chainyard.gateway import websockets as gateway_websockets
-from chainyard.gateway.fast_lane import FastLane
-from chainyard.gateway.route_cache import ROUTING_TABLES, RouteCache
-from chainyard.gateway.router import ReplicaRouter
-from chainyard.interpreters import Interpreters
-from chainyard.metrics import Metrics, counter, gauge
-from chainyard.reconciler.loop import Reconciler
-from chainyard.runtime.base import ReplicaPhase, RuntimeBackend
-from chainyard.runtime.factory import make_runtime
-from chainyard.services import api_keys as api_key_service
 from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
-from chainyard.services.auth_throttle import FailureThrottle
-from chainyard.services.context import Core
-from chainyard.services.crypto import SecretCipher
-from chainyard.services.inference import Target
-from chainyard.services.live import LiveSampler
-from chainyard.store.db import Database
-
-log = logging.getLogger("chainyard")
-
-# How long a thread may hold the GIL while another waits (CPython's default is 5 ms).
-GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
-def build_core(config: ServerConfig) -> Core:
-    """Store, catalogue and cipher, migrated and ready (also used by the admin CLI)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.effective_database_url)
-    db.migrate()
-    return Core(
-        db=db,
-        catalogue=load_catalogue(config.instance_types_file),
-        cipher=SecretCipher.from_data_dir(config.data_dir),
-        data_dir=config.data_dir.resolve(),
-        interpreters=Interpreters(config.pythons, runtime=config.runtime),
-    )
+@dataclasses.dataclass(frozen=True)
+class Inference:
+    """The gateway's share of the HTTP app."""
+
+    routers: Sequence[APIRouter]
+    # Routes that are not an APIRouter's (the WebSocket ones), added to the app.
+    install: Callable[[FastAPI], None]
+    # Wraps the management API's middlewares; inside the request count.
+    lane: Callable[[ASGIApp], ASGIApp]
+    # Paths whose bodies the gateway streams and counts, up to `max_body_bytes`.
+    streams_body: Callable[[str], bool]
+    max_body_bytes: int
 
 
-def _metrics(
-    backend: RuntimeBackend,
-    replica_router: ReplicaRouter,
-    reconciler: Reconciler,
-    autoscaler: Autoscaler,
-) -> Metrics:
-    metrics = Metrics()
-    replica_router.observe_latency = lambda chainlet, seconds: metrics.request_seconds.labels(
-        chainlet
-    ).observe(seconds)
-    reconciler.on_tick = metrics.reconciler_tick_seconds.observe
-    if hasattr(backend, "on_ready"):
-        backend.on_ready = lambda chainlet, seconds: metrics.cold_start_seconds.labels(
-            chainlet
-        ).observe(seconds)
-
-    def live() -> Iterable[Any]:
-        ready: Counter[str] = Counter(
-            r.chainlet_id for r in backend.replicas() if r.phase == ReplicaPhase.READY
-        )
-        yield gauge(
-            "chainyard_in_flight_requests",
-            "Requests running on a chainlet's replicas",
-            "chainlet_id",
-            replica_router.in_flight,
-        )
-        yield gauge(
-            "chainyard_queued_requests",
-            "Requests held at the gateway for a free or new replica",
-            "chainlet_id",
-            replica_router.waiting,
-        )
-        yield gauge("chainyard_replicas_ready", "Ready replicas", "chainlet_id", ready)
-        yield gauge(
-            "chainyard_replicas_desired",
-            "Replicas the autoscaler wants",
-            "chainlet_id",
-            autoscaler.desired,
-        )
-        yield counter(
-            "chainyard_requests",
-            "Requests forwarded to a chainlet",
-            ["chainlet_id"],
-            {(k,): v for k, v in replica_router.requests_total.items()},
-        )
-        yield counter(
-            "chainyard_request_errors",
-            "Error answers, by class",
-            ["chainlet_id", "class"],
-            {k: float(v) for k, v in replica_router.errors_total.items()},
-        )
-        yield counter(
-            "chainyard_autoscaler_decisions",
-            "Replica count changes made by the autoscaler, by reason",
-            ["reason"],
-            {(k,): v for k, v in autoscaler.decisions.items()},
-        )
-
-    metrics.add_source(live)
-    return metrics
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    max_request_bytes: int
+    # 0: no per-client rate limit.
+    rate_limit_per_second: float
 
 
-def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
-    # Fail at construction, not at the first request, on a bad catalogue file or database URL.
-    core = build_core(config)
-    initial_key_file = None
-    if config.bootstrap_api_key:
-        api_key_service.ensure_bootstrap_key(core, config.bootstrap_api_key)
-    elif api_key_service.ensure_initial_key(core, core.data_dir / "initial-api-key"):
-        initial_key_file = core.data_dir / "initial-api-key"
-    backend = runtime or make_runtime(config)
-    reconciler = Reconciler(
-        core, backend, interval=config.reconcile_interval, gateway_url=config.gateway_url
-    )
-    # Refuses to start (SharedUnsandboxed) with several workspaces and no sandbox.
-    reconciler.sole_workspace = protections.single_workspace(
-        core, backend, allow_unsandboxed=config.allow_unsandboxed
-    )
-    reconciler.one_workspace_only = (
-        protections.unprotected(backend) and not config.allow_unsandboxed
-    )
-    replica_router = ReplicaRouter(backend, max_body_bytes=config.max_body_bytes)
-    routes: RouteCache[Target] = RouteCache()
-    core.db.watch(ROUTING_TABLES, routes.invalidate)
-
-    async def lead() -> None:
-        await backend.start()
-        if config.run_reconciler:
-            reconciler.start()
-        if config.run_autoscaler:
-            autoscaler.start()
-
-    async def follow() -> None:
-        await autoscaler.stop()
-        await reconciler.stop()
-        await backend.close()
-
-    membership = Membership(
-        core,
-        backend,
-        server_id=config.effective_server_id,
-        local_demand=replica_router.demand,
-        on_gain=lead,
-        on_loss=follow,
-        ttl=config.lease_ttl,
-    )
-    # Inference routes to the leader's replicas, wherever this server stands.
-    replica_router.runtime = membership
-    autoscaler = Autoscaler(core, membership.demand, interval=config.autoscale_interval)
-    metrics = _metrics(backend, replica_router, reconciler, autoscaler)
-    live_sampler = LiveSampler(
-        membership.replicas,
-        lambda: replica_router.in_flight,
-        lambda: replica_router.waiting,
-        version=lambda: membership.generation,
-        describe=lambda r: (r.chainlet_id, r.phase.value),
-    )
-    core.wake_reconciler = reconciler.wake
-    core.chainlets_deleted = reconciler.forget_existing
-    core.autoscaling_changed = autoscaler.forget_quiet
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The control loops do their Python work in worker threads. A request's thread, back
-        # from a database call, waits for the GIL until the holder's switch interval ends: 5 ms
-        # by default, several times per request while the loops are busy.
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-        await replica_router.start()
-        # Starts the runtime and the control loops if this server gets the lease.
-        await membership.start()
-        live_sampler.start()
-        collector = heap.settle()
-        app.state.ready = True
-        log.info("chainyard %s serving (runtime %s)", __version__, backend.name)
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            await live_sampler.stop()
-            await membership.stop()
-            await autoscaler.stop()
-            await reconciler.stop()
-            await replica_router.close()
-            await backend.close()
-            core.db.dispose()
-            heap.thaw(collector)
-            sys.setswitchinterval(switch_interval)
-
+def build_http_app(
+    *,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    state: Mapping[str, object],
+    settings: HttpSettings,
+    inference: Inference,
+    requests: in_flight.RequestCounter,
+    health: Callable[[], Mapping[str, object]],
+) -> FastAPI:
+    """`state` goes on `app.state` for the routes; `health` fills `/healthz` once the lifespan
+    has set `app.state.ready`."""
     app = FastAPI(
         title="chainyard",
         version=__version__,
@@ -226,59 +70,34 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         lifespan=lifespan,
         dependencies=[Depends(limits.rate_limit), Depends(json_bodies.valid_text)],
     )
-    app.state.core = core
-    app.state.runtime = backend
-    app.state.reconciler = reconciler
-    app.state.router = replica_router
-    app.state.routes = routes
-    app.state.autoscaler = autoscaler
-    app.state.membership = membership
-    app.state.metrics = metrics
-    app.state.live = live_sampler
+    for name, value in state.items():
+        setattr(app.state, name, value)
     app.state.ready = False
-    app.state.initial_key_file = initial_key_file
-    app.state.protections_banner = protections.banner(
-        backend, allow_unsandboxed=config.allow_unsandboxed
-    )
-    errors.install(app)
-    # Refused at construction, like the settings above, rather than silently unthrottled.
-    if config.auth_failure_limit < 0:
-        raise ValueError("auth_failure_limit must be 0 (off) or more")
-    if config.auth_failure_limit > 0:
-        core.auth_throttle = FailureThrottle(
-            config.auth_failure_limit, config.auth_failures_per_second
-        )
     app.state.rate_limiter = (
-        limits.RateLimiter(config.rate_limit_per_second)
-        if config.rate_limit_per_second > 0
+        limits.RateLimiter(settings.rate_limit_per_second)
+        if settings.rate_limit_per_second > 0
         else None
     )
+    errors.install(app)
     app.add_middleware(
         limits.BodyLimit,
-        limit=config.max_request_bytes,
+        limit=settings.max_request_bytes,
         # The deploy upload carries the source archive, besides its manifest.
         limits_by_path={"/v1/chains/deploy": MAX_ARCHIVE_BYTES + 2 * 2**20},
         # Inference bodies stream through the gateway, which counts them (gateway/bodies.py).
-        streamed=bodies.streams_body,
-        streamed_limit=config.max_body_bytes,
+        streamed=inference.streams_body,
+        streamed_limit=inference.max_body_bytes,
     )
     app.add_middleware(json_bodies.JsonBodies)
     # Inference skips the management API's framework (gateway/fast_lane.py), not the count.
-    app.add_middleware(
-        FastLane,
-        routes=[*gateway_routes.router.routes, *gateway_model_routes.router.routes],
-        max_body_bytes=config.max_body_bytes,
-        core=core,
-    )
+    app.add_middleware(inference.lane)
     # Outermost: a request counts from the moment it arrives.
-    requests = in_flight.RequestCounter()
     app.add_middleware(in_flight.CountRequests, counter=requests)
-    core.requests_waiting = requests.any
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
-    app.include_router(gateway_routes.router)
-    app.include_router(gateway_model_routes.router)
-    gateway_websockets.install(app)
+    for router in inference.routers:
+        app.include_router(router)
+    inference.install(app)
     app.include_router(observability.router)
     app.include_router(live.router)
     dashboard.install(app)
@@ -287,15 +106,6 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     def healthz() -> JSONResponse:
         if not app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "version": __version__,
-                "runtime": backend.name,
-                "server_id": membership.server_id,
-                "leader": membership.leader,
-                "protections": protections.active(backend),
-            }
-        )
+        return JSONResponse({"status": "ok", "version": __version__, **health()})
 
     return app

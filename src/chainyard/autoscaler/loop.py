@@ -22,7 +22,7 @@ from chainyard.domain.autoscaling_policy import (
     decide,
     idle_change_at,
 )
-from chainyard.services import autoscaling
+from chainyard.services import autoscaler_store
 from chainyard.services.context import Core
 from chainyard.services.pacing import Pacer
 
@@ -87,20 +87,20 @@ class Autoscaler:
 
     async def _idle_pass(
         self, now: float, demand: Mapping[str, float], busy: set[str]
-    ) -> list[autoscaling.Managed]:
+    ) -> list[autoscaler_store.Managed]:
         # In a worker thread, bookkeeping included: over a fleet of thousands it takes tens of
         # milliseconds, which on the event loop would hold up every request meanwhile.
         return await asyncio.to_thread(self._idle_pass_blocking, now, demand, busy)
 
     def _idle_pass_blocking(
         self, now: float, demand: Mapping[str, float], busy: set[str]
-    ) -> list[autoscaling.Managed]:
+    ) -> list[autoscaler_store.Managed]:
         """Every managed chainlet, in plain columns; full rows only for those with traffic or
         whose decision may be due (a steady fleet of thousands costs one light query)."""
         # Paced (services/pacing.py): over a large fleet this pass is hundreds of milliseconds,
         # and API requests share the interpreter with it.
         pacer = self._pacer()
-        glances = autoscaling.glance(self.core, busy, pacer=pacer)
+        glances = autoscaler_store.glance(self.core, busy, pacer=pacer)
         ids = [g.chainlet_id for g in glances]
         self.samples.record(now, demand, ids)
         self.samples.forget(set(ids) | set(demand))
@@ -114,9 +114,9 @@ class Autoscaler:
                 if g.chainlet_id in busy or not self._still_quiet(g, now)
             )
         self.desired.update({g.chainlet_id: g.desired_replicas for g in glances})
-        return autoscaling.managed_by_id(self.core, due, pacer=pacer)
+        return autoscaler_store.managed_by_id(self.core, due, pacer=pacer)
 
-    def _still_quiet(self, glance: autoscaling.Glance, now: float) -> bool:
+    def _still_quiet(self, glance: autoscaler_store.Glance, now: float) -> bool:
         quiet = self._quiet.get(glance.chainlet_id)
         return (
             quiet is not None
@@ -157,11 +157,11 @@ class Autoscaler:
             await asyncio.sleep(self.interval)
 
     def _decide(
-        self, chainlets: list[autoscaling.Managed], now: float
-    ) -> list[tuple[autoscaling.ScaleDecision, str]]:
+        self, chainlets: list[autoscaler_store.Managed], now: float
+    ) -> list[tuple[autoscaler_store.ScaleDecision, str]]:
         """The policy's decision for each chainlet, where it differs from what is stored, with its
         reason."""
-        decisions: list[tuple[autoscaling.ScaleDecision, str]] = []
+        decisions: list[tuple[autoscaler_store.ScaleDecision, str]] = []
         # Paced: the first pass after a start decides for every chainlet of the fleet.
         for chainlet in itertools.chain.from_iterable(self._pacer().over(chainlets)):
             if chainlet.retired and chainlet.desired_replicas == 0:
@@ -186,7 +186,7 @@ class Autoscaler:
             if decision.replicas != chainlet.desired_replicas or decision.state != state:
                 decisions.append(
                     (
-                        autoscaling.ScaleDecision(
+                        autoscaler_store.ScaleDecision(
                             chainlet.chainlet_id,
                             chainlet.desired_replicas,
                             decision.replicas,
@@ -210,7 +210,7 @@ class Autoscaler:
         else:
             chainlets = await asyncio.to_thread(
                 functools.partial(
-                    autoscaling.managed_by_id,
+                    autoscaler_store.managed_by_id,
                     self.core,
                     sorted(busy),
                     pacer=self._pacer(),
@@ -234,7 +234,7 @@ class Autoscaler:
                 )
         written = await asyncio.to_thread(
             functools.partial(
-                autoscaling.apply,
+                autoscaler_store.apply,
                 self.core,
                 [decision for decision, _ in decisions],
                 pacer=self._pacer(),

@@ -25,9 +25,9 @@ def create_key(
     """Create an API key; the key is printed as the last line (shown once)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from chainyard.api.app import build_core
     from chainyard.config import ServerConfig
     from chainyard.domain.errors import ChainyardError
+    from chainyard.server import build_core
     from chainyard.services import api_keys
 
     config = ServerConfig.from_env(data_dir=data_dir, database_url=database_url)

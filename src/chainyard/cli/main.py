@@ -113,8 +113,8 @@ def serve(
     """Start the server (API, reconciler, runtime)."""
     import uvicorn
 
-    from chainyard.api.app import create_app
     from chainyard.config import ServerConfig, parse_names, parse_pythons, parse_size
+    from chainyard.server import create_app
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

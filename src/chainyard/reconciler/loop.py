@@ -29,10 +29,10 @@ from chainyard.runtime.base import (
     ReplicaState,
     RuntimeBackend,
 )
-from chainyard.services import artifacts, chainlet_credentials, observations, rollouts, secrets
+from chainyard.services import artifacts, chainlet_credentials, reconciler_store, rollouts, secrets
 from chainyard.services.context import Core
-from chainyard.services.observations import ChainletGlance, ChainletUpdate, ChainletWork
 from chainyard.services.pacing import Pacer
+from chainyard.services.reconciler_store import ChainletGlance, ChainletUpdate, ChainletWork
 
 log = logging.getLogger("chainyard.reconciler")
 
@@ -183,7 +183,7 @@ class Reconciler:
         else:
             work = await asyncio.to_thread(
                 functools.partial(
-                    observations.load_work,
+                    reconciler_store.load_work,
                     self.core,
                     settled_too=False,
                     also=suspicious,
@@ -199,12 +199,12 @@ class Reconciler:
         # stopping: its replicas go, but its deployment keeps what the runtime holds for it.
         serving: set[str] = set()
         if unknown and full:
-            serving = await asyncio.to_thread(observations.still_serving, self.core, unknown)
+            serving = await asyncio.to_thread(reconciler_store.still_serving, self.core, unknown)
         elif unknown:
             existing = self._existing
             if unknown - existing:
                 existing |= await asyncio.to_thread(
-                    observations.existing_chainlets, self.core, unknown - existing
+                    reconciler_store.existing_chainlets, self.core, unknown - existing
                 )
             unknown -= existing
         for chainlet_id in unknown:
@@ -233,7 +233,7 @@ class Reconciler:
                 updates.append(update)
         await asyncio.to_thread(
             functools.partial(
-                observations.apply_updates,
+                reconciler_store.apply_updates,
                 self.core,
                 updates,
                 pacer=self._pacer(),
@@ -244,7 +244,7 @@ class Reconciler:
         await self._release_idle_deployments(observed)
         lines = self.runtime.drain_logs()
         if lines:
-            await asyncio.to_thread(observations.record_replica_logs, self.core, lines)
+            await asyncio.to_thread(reconciler_store.record_replica_logs, self.core, lines)
         # Statuses that changed this tick may call for more work at once (e.g. built → deploy).
         if any(u.events for u in updates):
             self._wake.set()
@@ -262,7 +262,7 @@ class Reconciler:
         # Paced (services/pacing.py): over a large fleet this is the longest thing the reconciler
         # does, and API requests share the interpreter with it.
         pacer = self._pacer()
-        glances = observations.glance(self.core, pacer=pacer)
+        glances = reconciler_store.glance(self.core, pacer=pacer)
         wanted = {g.chainlet_id for g in glances}
         closer: set[str] = set()
         for part in pacer.over(glances):
@@ -271,7 +271,7 @@ class Reconciler:
                 for g in part
                 if not self._at_rest(g, observed.of_chainlet(g.chainlet_id))
             )
-        return wanted, observations.load_chainlets(self.core, closer, pacer=pacer)
+        return wanted, reconciler_store.load_chainlets(self.core, closer, pacer=pacer)
 
     def _suspicious(self, observed: Observed) -> set[str]:
         """Chainlets whose replicas are not all ready, or whose count differs from what the store

@@ -26,7 +26,14 @@ import aiohttp
 from chainyard import archives, server_lock
 from chainyard.domain import replica_log
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import envs, gpus, health_verdicts, host_processes, replica_env, sandbox
+from chainyard.runtime import (
+    gpus,
+    health_verdicts,
+    host_processes,
+    python_envs,
+    replica_env,
+    sandbox,
+)
 from chainyard.runtime.base import (
     ReplicaPhase,
     ReplicaSpec,
@@ -204,7 +211,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
                     spec.image,
                     digest,
                 )
-            except (envs.EnvBuildError, ValueError) as exc:
+            except (python_envs.EnvBuildError, ValueError) as exc:
                 self._fail(replica, f"cannot prepare the chainlet's environment: {exc}")
                 return
             self._pythons[spec.chainlet_id] = python

@@ -12,7 +12,7 @@ from typing import Any
 
 from chainyard import archives
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import apt, envs
+from chainyard.runtime import apt, python_envs
 from chainyard.runtime import data_dir as chainlet_data
 from chainyard.runtime.base import BuildRequest, BuildResult
 
@@ -54,7 +54,7 @@ class LocalBuilds:
             lines += await apt.ensure(list(image.get("apt", [])), install=self.install_apt)
         except apt.AptError as exc:
             return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
-        missing_base = envs.baseline_missing()
+        missing_base = python_envs.baseline_missing()
         if missing_base:
             warnings.append(
                 "the server's environment lacks packages that truss's serving image always "
@@ -69,7 +69,7 @@ class LocalBuilds:
                 image,
                 digest,
             )
-        except envs.EnvBuildError as exc:
+        except python_envs.EnvBuildError as exc:
             return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
         except ValueError as exc:
             return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines))
@@ -110,7 +110,7 @@ class LocalBuilds:
         if from_file:
             requirements += list(from_file.get("requirements", []))
             cwd = cwd / str(from_file.get("dir") or ".")
-        python, log = await envs.ensure_env(
+        python, log = await python_envs.ensure_env(
             self._envs, requirements, base=choice, cwd=cwd, source_key=digest
         )
         return python, log, note

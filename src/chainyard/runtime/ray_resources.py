@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainyard.runtime import envs
+from chainyard.runtime import python_envs
 
 # Ray gives every node with GPUs an `accelerator_type:<model>` resource of 1; asking for a sliver
 # of it (as Ray's own `accelerator_type=` option does) selects the node without limiting how
@@ -16,7 +16,7 @@ ACCELERATOR_SHARE = 0.001
 def ray_requirements(pip_requirements: tuple[str, ...], image: dict[str, Any]) -> list[str]:
     """A chainlet's pip requirements and its requirements file's, for runtime_env.pip."""
     from_file = (image.get("requirements_file") or {}).get("requirements", [])
-    return envs.normalize([*pip_requirements, *from_file])
+    return python_envs.normalize([*pip_requirements, *from_file])
 
 
 def replica_resources(instance_type: dict[str, Any]) -> dict[str, float]:

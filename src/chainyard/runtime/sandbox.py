@@ -180,7 +180,7 @@ def _system_binds() -> list[str]:
 
 def _python_roots() -> list[pathlib.Path]:
     """Where the server's Python and its packages live: the replica host runs chainyard and
-    truss_chains from there (chainlet environments add to it, runtime/envs.py)."""
+    truss_chains from there (chainlet environments add to it, runtime/python_envs.py)."""
     roots = [sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()]
     roots += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     import chainyard
