@@ -1,9 +1,9 @@
-"""Promotion: a deployment becomes an environment's candidate, then its current deployment.
+"""Promotion on the rows: what `domain/promotion.py` decides, carried out.
 
 `begin` is called by promote, deploy-with-environment and the instance-type update; `finish` and
-`fail` by whoever sees the candidate's status settle (the reconciler, or `begin` itself when the
-candidate is already active). All run inside the caller's write transaction, with the environment
-row locked by the caller.
+`fail` by whoever sees the candidate's status settle (the reconciler, the rollout, or `begin`
+itself when the candidate is already active). All run inside the caller's write transaction, with
+the environment row locked by the caller.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chainyard.domain import rollout
+from chainyard.domain import promotion, rollout
 from chainyard.domain.autoscaling import AutoscalingSettings
-from chainyard.domain.errors import Conflict
 from chainyard.domain.statuses import DeploymentStatus, Event
 from chainyard.services import audit
 from chainyard.services.builder import ensure_environment_settings, initial_replicas, specs_of
@@ -23,13 +22,16 @@ from chainyard.store.chains import Chain, ChainDeployment
 from chainyard.store.environments import Environment
 
 
+def state_of(env: Environment) -> promotion.Promotion:
+    return promotion.Promotion(
+        current=env.current_deployment_id,
+        candidate=env.candidate_deployment_id,
+        gradual=bool(env.rollout),
+    )
+
+
 def require_no_promotion(env: Environment) -> None:
-    if env.candidate_deployment_id is not None:
-        raise Conflict(
-            f"a promotion into environment '{env.name}' is in progress (candidate deployment "
-            f"'{env.candidate_deployment_id}'); retry when it has finished",
-            code="PROMOTION_IN_PROGRESS",
-        )
+    promotion.require_idle(state_of(env), env.name)
 
 
 def begin(
@@ -48,18 +50,18 @@ def begin(
     env.promotion_scale_down_previous = scale_down_previous
     env.last_promotion_error = None
     env.rollout = None
-    status = DeploymentStatus(deployment.status)
-    gradual = _start_rollout(session, env, deployment)
-    if status == DeploymentStatus.ACTIVE and not gradual:
+    _start_rollout(session, env, deployment)
+    step = promotion.begin(state_of(env), env.name, DeploymentStatus(deployment.status))
+    if step == promotion.Step.FINISH:
         finish(session, actor, chain, env, deployment)
-    elif status == DeploymentStatus.SCALED_TO_ZERO:
-        # Wake it; the reconciler finishes the promotion once its replicas are ready.
+    elif step == promotion.Step.WAKE:
+        # The reconciler finishes the promotion once its replicas are ready.
         for chainlet in deployment.chainlets:
             chainlet.desired_replicas = max(
                 chainlet.desired_replicas,
                 initial_replicas(AutoscalingSettings.from_dict(chainlet.autoscaling)),
             )
-    elif status == DeploymentStatus.INACTIVE:
+    elif step == promotion.Step.ACTIVATE:
         activate(deployment)
 
 
@@ -84,9 +86,7 @@ def _start_rollout(session: Session, env: Environment, candidate: ChainDeploymen
     gradually (services/rollouts.py advances it); returns whether it does. The first step's
     replica counts apply at once."""
     settings = env.promotion_settings or {}
-    if not (settings.get("rolling_deploy") or settings.get("ramp_up_while_promoting")):
-        return False
-    if env.current_deployment_id is None or env.current_deployment_id == candidate.id:
+    if not promotion.gradual(settings, env.current_deployment_id, candidate.id):
         return False
     previous = session.get(ChainDeployment, env.current_deployment_id)
     if previous is None:
@@ -150,9 +150,9 @@ def finish(
         previous = session.get(ChainDeployment, previous_id)
         if previous is not None:
             previous.environment = None
-            strategy = env.promotion_settings.get("promotion_cleanup_strategy") or "SCALE_TO_ZERO"
-            if not env.promotion_scale_down_previous:
-                strategy = "KEEP"
+            strategy = promotion.cleanup_strategy(
+                env.promotion_settings or {}, scale_down_previous=env.promotion_scale_down_previous
+            )
             cleanup(session, actor, chain, previous, strategy)
 
     audit.record(

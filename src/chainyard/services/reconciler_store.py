@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
-from chainyard.domain import replica_log
+from chainyard.domain import promotion, replica_log
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
 from chainyard.services import promotions
 from chainyard.services.context import Core, system_actor
@@ -433,10 +433,10 @@ def _settle_promotions(
         workspace = workspaces[chain.workspace_id]
         actor = system_actor(workspace.id, workspace.name)
         for env in candidates[deployment.id]:
-            if status == DeploymentStatus.ACTIVE:
-                if env.rollout:
-                    continue  # a gradual promotion: services/rollouts.py decides when it is done
+            # A gradual promotion waits on ACTIVE: services/rollouts.py decides when it is done.
+            step = promotion.settled(promotions.state_of(env), status)
+            if step == promotion.Step.FINISH:
                 promotions.finish(session, actor, chain, env, deployment)
-            else:
+            elif step == promotion.Step.FAIL:
                 promotions.fail(session, env, deployment)
     del serving_rows

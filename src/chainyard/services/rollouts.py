@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chainyard.domain import rollout
+from chainyard.domain import promotion, rollout
 from chainyard.domain.statuses import DeploymentStatus
 from chainyard.services import promotions
 from chainyard.services.context import Core, system_actor
@@ -72,7 +72,10 @@ def _advance_one(session: Session, env: Environment, now: float) -> None:
         max_unavailable_percent=int(state["max_unavailable_percent"]),
     )
     step = rollout.step(targets, ready, running, limits, ramp)
-    if step.complete and candidate.status == S.ACTIVE.value:
+    stepped = promotion.rollout_stepped(
+        promotions.state_of(env), S(candidate.status), complete=step.complete
+    )
+    if stepped == promotion.Step.FINISH:
         chain = session.get_one(Chain, candidate.chain_id)
         workspace = session.get_one(Workspace, chain.workspace_id)
         promotions.finish(
