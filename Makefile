@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox system-deps clean
+.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox bench-data-plane \
+	system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "chainyard needs Python >= 3.11"'
@@ -61,6 +62,11 @@ bench-autoscale: $(VENV)/.bench-installed
 # What the local runtime's replica sandbox adds to push-to-ACTIVE and cold start (bubblewrap).
 bench-sandbox: install
 	$(BIN)/python bench/sandbox_cost.py $(BENCH_ARGS)
+
+# The inference path against a floor and Ray Serve, under wrk (issue 17; docs/bench.md).
+bench-data-plane: $(VENV)/.bench-installed
+	@bash scripts/system-deps.sh bench
+	$(BIN)/python bench/data_plane.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .chainyard .pytest_cache .mypy_cache .ruff_cache

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -395,13 +395,19 @@ def _free_port() -> int:
 
 class Chainyard:
     """A real `chainyard serve --runtime local` on a free port, with a temporary data dir;
-    `sandbox` is its `--sandbox` (None: the server's default, auto)."""
+    `sandbox` is its `--sandbox` (None: the server's default, auto); `extra_args` go to
+    `chainyard serve` as they are."""
 
     def __init__(
-        self, work_dir: pathlib.Path, reconcile_interval: float | None, sandbox: str | None = None
+        self,
+        work_dir: pathlib.Path,
+        reconcile_interval: float | None,
+        sandbox: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.work_dir = work_dir
         self.sandbox = sandbox
+        self.extra_args = list(extra_args)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work_dir / "server.log"
@@ -418,6 +424,7 @@ class Chainyard:
             command += ["--reconcile-interval", str(self.reconcile_interval)]
         if self.sandbox is not None:
             command += ["--sandbox", self.sandbox]
+        command += self.extra_args
         env = {**os.environ, "CHAINYARD_BOOTSTRAP_API_KEY": API_KEY}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

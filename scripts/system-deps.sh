@@ -2,7 +2,8 @@
 # Installs the Debian packages that chainyard and its tests need, when they are missing: bubblewrap
 # (the local runtime's replica sandbox, docs/security.md), PostgreSQL (the store tests) and
 # Chromium (the dashboard's browser test drives /usr/bin/chromium with Playwright; a font so that
-# its screenshots show text). `system-deps.sh serve`: only what the server itself uses.
+# its screenshots show text). `system-deps.sh serve`: only what the server itself uses;
+# `system-deps.sh bench`: only what the benchmarks add (wrk, for bench/data_plane.py).
 set -euo pipefail
 only_serve=${1:-}
 
@@ -11,10 +12,14 @@ have_postgres() {
 }
 
 missing=()
-command -v bwrap >/dev/null || missing+=(bubblewrap)
-if [ "$only_serve" != serve ]; then
-  have_postgres || missing+=(postgresql)
-  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+if [ "$only_serve" = bench ]; then
+  command -v wrk >/dev/null || missing+=(wrk)
+else
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
+  if [ "$only_serve" != serve ]; then
+    have_postgres || missing+=(postgresql)
+    [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+  fi
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
