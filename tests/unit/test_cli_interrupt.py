@@ -59,11 +59,16 @@ def test_without_it_ctrl_c_raises_where_the_program_is() -> None:
 
 
 def test_the_previous_handler_comes_back() -> None:
-    before = signal.getsignal(signal.SIGINT)
-    with deferred_interrupt() as stop:
-        assert signal.getsignal(signal.SIGINT) is not before
-        assert not stop.wait(0)
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own handler, as in a terminal: a run in the background inherits SIGINT ignored,
+    # which deferred_interrupt rightly keeps (the next test).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with deferred_interrupt() as stop:
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            assert not stop.wait(0)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_a_sigint_ignored_from_the_start_stays_ignored() -> None:
