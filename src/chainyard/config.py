@@ -86,6 +86,9 @@ class ServerConfig:
     # Largest inference request body (run_remote, and replicas calling their dependencies):
     # audio and images travel inline, as JSON (base64) or msgpack. See docs/local-runtime.md.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Worker processes serving the API and gateway (0: one process does everything; None: one
+    # per core).
+    workers: int | None = None
 
     @property
     def gateway_url(self) -> str:
@@ -96,6 +99,14 @@ class ServerConfig:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def effective_workers(self) -> int:
+        if self.workers is None:
+            return max(1, os.cpu_count() or 1)
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 (one process) or more")
+        return self.workers
 
     @property
     def effective_server_id(self) -> str:
@@ -152,6 +163,8 @@ class ServerConfig:
             cfg.allow_unsandboxed = _truthy(env["CHAINYARD_ALLOW_UNSANDBOXED"])
         if "CHAINYARD_PYTHONS" in env:
             cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
+        if "CHAINYARD_WORKERS" in env:
+            cfg.workers = int(env["CHAINYARD_WORKERS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
             cfg.install_apt_packages = _truthy(env["CHAINYARD_INSTALL_APT_PACKAGES"])
         for key, value in overrides.items():

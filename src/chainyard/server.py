@@ -1,15 +1,23 @@
 """The composition root: builds the store, runtime, control loops, cluster membership, gateway and
 live sampler, wires them to each other, and hands them to the HTTP app (api/app.py) with the
-lifespan that starts and stops them. The only module that may import every package."""
+lifespan that starts and stops them. The only package that may import every other (with
+chainyard/workers/, which splits the same parts over processes).
+
+Two shapes share these parts:
+- `create_app`: everything in one process (`chainyard serve --workers 0`, and the tests);
+- `chainyard serve` (workers/): a controller process runs `ControlPlane`, and worker processes
+  serve `serving_app` over the controller's channel.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,7 +35,7 @@ from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
 from chainyard.gateway.fast_lane import FastLane
 from chainyard.gateway.route_cache import ROUTING_TABLES, RouteCache
-from chainyard.gateway.router import ReplicaRouter
+from chainyard.gateway.router import ReplicaRouter, ReplicaSource
 from chainyard.interpreters import Interpreters
 from chainyard.metrics import Metrics, counter, gauge
 from chainyard.reconciler.loop import Reconciler
@@ -46,12 +54,17 @@ log = logging.getLogger("chainyard")
 # How long a thread may hold the GIL while another waits (CPython's default is 5 ms).
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
+# Tables whose rows the key caches hold (services/api_keys.py, services/chainlet_credentials.py).
+KEY_TABLES = frozenset({"api_keys", "workspaces", "chainlet_credentials"})
 
-def build_core(config: ServerConfig) -> Core:
-    """Store, catalogue and cipher, migrated and ready (also used by the admin CLI)."""
+
+def build_core(config: ServerConfig, *, migrate: bool = True) -> Core:
+    """Store, catalogue and cipher, migrated and ready (also used by the admin CLI). Worker
+    processes pass `migrate=False`: their controller migrated the store before starting them."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.effective_database_url)
-    db.migrate()
+    if migrate:
+        db.migrate()
     return Core(
         db=db,
         catalogue=load_catalogue(config.instance_types_file),
@@ -61,26 +74,18 @@ def build_core(config: ServerConfig) -> Core:
     )
 
 
-def _metrics(
-    backend: RuntimeBackend,
-    replica_router: ReplicaRouter,
-    reconciler: Reconciler,
-    autoscaler: Autoscaler,
-) -> Metrics:
-    metrics = Metrics()
+def forget_keys(core: Core) -> None:
+    core.auth_cache.clear()
+    core.chain_key_cache.clear()
+
+
+def gateway_metrics(metrics: Metrics, replica_router: ReplicaRouter) -> None:
+    """What the gateway measures: in a worker process, its own share of the server's figures."""
     replica_router.observe_latency = lambda chainlet, seconds: metrics.request_seconds.labels(
         chainlet
     ).observe(seconds)
-    reconciler.on_tick = metrics.reconciler_tick_seconds.observe
-    if hasattr(backend, "on_ready"):
-        backend.on_ready = lambda chainlet, seconds: metrics.cold_start_seconds.labels(
-            chainlet
-        ).observe(seconds)
 
     def live() -> Iterable[Any]:
-        ready: Counter[str] = Counter(
-            r.chainlet_id for r in backend.replicas() if r.phase == ReplicaPhase.READY
-        )
         yield gauge(
             "chainyard_in_flight_requests",
             "Requests running on a chainlet's replicas",
@@ -92,13 +97,6 @@ def _metrics(
             "Requests held at the gateway for a free or new replica",
             "chainlet_id",
             replica_router.waiting,
-        )
-        yield gauge("chainyard_replicas_ready", "Ready replicas", "chainlet_id", ready)
-        yield gauge(
-            "chainyard_replicas_desired",
-            "Replicas the autoscaler wants",
-            "chainlet_id",
-            autoscaler.desired,
         )
         yield counter(
             "chainyard_requests",
@@ -112,6 +110,31 @@ def _metrics(
             ["chainlet_id", "class"],
             {k: float(v) for k, v in replica_router.errors_total.items()},
         )
+
+    metrics.add_source(live)
+
+
+def control_metrics(
+    metrics: Metrics, backend: RuntimeBackend, reconciler: Reconciler, autoscaler: Autoscaler
+) -> None:
+    """What the control loops and the runtime measure."""
+    reconciler.on_tick = metrics.reconciler_tick_seconds.observe
+    if hasattr(backend, "on_ready"):
+        backend.on_ready = lambda chainlet, seconds: metrics.cold_start_seconds.labels(
+            chainlet
+        ).observe(seconds)
+
+    def live() -> Iterable[Any]:
+        ready: Counter[str] = Counter(
+            r.chainlet_id for r in backend.replicas() if r.phase == ReplicaPhase.READY
+        )
+        yield gauge("chainyard_replicas_ready", "Ready replicas", "chainlet_id", ready)
+        yield gauge(
+            "chainyard_replicas_desired",
+            "Replicas the autoscaler wants",
+            "chainlet_id",
+            autoscaler.desired,
+        )
         yield counter(
             "chainyard_autoscaler_decisions",
             "Replica count changes made by the autoscaler, by reason",
@@ -120,12 +143,51 @@ def _metrics(
         )
 
     metrics.add_source(live)
-    return metrics
 
 
-def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
-    # Fail at construction, not at the first request, on a bad catalogue file or database URL.
-    core = build_core(config)
+@dataclasses.dataclass
+class ControlPlane:
+    """The runtime and the loops that drive it, started and stopped by the cluster membership
+    (the control-loops lease)."""
+
+    core: Core
+    backend: RuntimeBackend
+    reconciler: Reconciler
+    autoscaler: Autoscaler
+    membership: Membership
+    initial_key_file: Any
+
+    async def start(self) -> None:
+        # Starts the runtime and the control loops if this server gets the lease.
+        await self.membership.start()
+
+    async def stop(self) -> None:
+        await self.membership.stop()
+        await self.autoscaler.stop()
+        await self.reconciler.stop()
+        await self.backend.close()
+
+    def health(self) -> dict[str, object]:
+        return {
+            "runtime": self.backend.name,
+            "server_id": self.membership.server_id,
+            "leader": self.membership.leader,
+            "protections": protections.active(self.backend),
+        }
+
+    def banner(self, config: ServerConfig) -> str:
+        return protections.banner(self.backend, allow_unsandboxed=config.allow_unsandboxed)
+
+
+def control_plane(
+    config: ServerConfig,
+    core: Core,
+    local_demand: Callable[[], Mapping[str, float]],
+    *,
+    runtime: RuntimeBackend | None = None,
+) -> ControlPlane:
+    """The runtime, reconciler, autoscaler and membership, wired; `local_demand` is what this
+    server's gateways hold (one in-process gateway, or the sum of the workers')."""
     initial_key_file = None
     if config.bootstrap_api_key:
         api_key_service.ensure_bootstrap_key(core, config.bootstrap_api_key)
@@ -142,9 +204,6 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     reconciler.one_workspace_only = (
         protections.unprotected(backend) and not config.allow_unsandboxed
     )
-    replica_router = ReplicaRouter(backend, max_body_bytes=config.max_body_bytes)
-    routes: RouteCache[Target] = RouteCache()
-    core.db.watch(ROUTING_TABLES, routes.invalidate)
 
     async def lead() -> None:
         await backend.start()
@@ -162,89 +221,96 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         core,
         backend,
         server_id=config.effective_server_id,
-        local_demand=replica_router.demand,
+        local_demand=local_demand,
         on_gain=lead,
         on_loss=follow,
         ttl=config.lease_ttl,
     )
-    # Inference routes to the leader's replicas, wherever this server stands.
-    replica_router.runtime = membership
     autoscaler = Autoscaler(core, membership.demand, interval=config.autoscale_interval)
-    metrics = _metrics(backend, replica_router, reconciler, autoscaler)
-    live_sampler = LiveSampler(
-        membership.replicas,
-        lambda: replica_router.in_flight,
-        lambda: replica_router.waiting,
-        version=lambda: membership.generation,
-        describe=lambda r: (r.chainlet_id, r.phase.value),
-    )
     core.wake_reconciler = reconciler.wake
     core.chainlets_deleted = reconciler.forget_existing
     core.autoscaling_changed = autoscaler.forget_quiet
+    return ControlPlane(core, backend, reconciler, autoscaler, membership, initial_key_file)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The control loops do their Python work in worker threads. A request's thread, back
-        # from a database call, waits for the GIL until the holder's switch interval ends: 5 ms
-        # by default, several times per request while the loops are busy.
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-        await replica_router.start()
-        # Starts the runtime and the control loops if this server gets the lease.
-        await membership.start()
-        live_sampler.start()
-        collector = heap.settle()
-        app.state.ready = True
-        log.info("chainyard %s serving (runtime %s)", __version__, backend.name)
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            await live_sampler.stop()
-            await membership.stop()
-            await autoscaler.stop()
-            await reconciler.stop()
-            await replica_router.close()
-            await backend.close()
-            core.db.dispose()
-            heap.thaw(collector)
-            sys.setswitchinterval(switch_interval)
 
+def check_throttle_settings(config: ServerConfig) -> None:
     # Refused at construction, like the settings above, rather than silently unthrottled.
     if config.auth_failure_limit < 0:
         raise ValueError("auth_failure_limit must be 0 (off) or more")
+
+
+def failure_throttle(config: ServerConfig) -> FailureThrottle | None:
+    check_throttle_settings(config)
     if config.auth_failure_limit > 0:
-        core.auth_throttle = FailureThrottle(
-            config.auth_failure_limit, config.auth_failures_per_second
-        )
+        return FailureThrottle(config.auth_failure_limit, config.auth_failures_per_second)
+    return None
+
+
+@dataclasses.dataclass
+class Serving:
+    """The API and gateway of one process, on a replica view (the membership's in one process,
+    the controller's channel in a worker)."""
+
+    core: Core
+    router: ReplicaRouter
+    routes: RouteCache[Target]
+    metrics: Metrics
+    live: LiveSampler
+
+
+def serving(
+    config: ServerConfig,
+    core: Core,
+    view: ReplicaSource,
+    *,
+    totals: tuple[Callable[[], Mapping[str, float]], Callable[[], Mapping[str, float]]]
+    | None = None,
+) -> Serving:
+    """The gateway and its caches on `view`. `totals` (in flight, queued) feed the live view when
+    other processes' gateways share the load; by default this gateway's own figures."""
+    replica_router = ReplicaRouter(view, max_body_bytes=config.max_body_bytes)
+    routes: RouteCache[Target] = RouteCache()
+    core.db.watch(ROUTING_TABLES, routes.invalidate)
+    core.db.watch(KEY_TABLES, functools.partial(forget_keys, core))
+    metrics = Metrics()
+    gateway_metrics(metrics, replica_router)
+    in_flight_now, queued_now = totals or (
+        lambda: replica_router.in_flight,
+        lambda: replica_router.waiting,
+    )
+    live_sampler = LiveSampler(
+        view.replicas,
+        in_flight_now,
+        queued_now,
+        version=lambda: view.generation,
+        describe=lambda r: (r.chainlet_id, r.phase.value),
+    )
+    return Serving(core, replica_router, routes, metrics, live_sampler)
+
+
+def serving_app(
+    config: ServerConfig,
+    parts: Serving,
+    *,
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]],
+    health: Callable[[], Mapping[str, object]],
+    render_metrics: Callable[[], Awaitable[bytes]],
+    state: Mapping[str, object],
+) -> FastAPI:
+    core = parts.core
     requests = in_flight.RequestCounter()
     core.requests_waiting = requests.any
-
-    def health() -> dict[str, object]:
-        return {
-            "runtime": backend.name,
-            "server_id": membership.server_id,
-            "leader": membership.leader,
-            "protections": protections.active(backend),
-        }
-
     inference_routers = [gateway_routes.router, gateway_model_routes.router]
     return build_http_app(
         lifespan=lifespan,
         state={
             "core": core,
-            "runtime": backend,
-            "reconciler": reconciler,
-            "router": replica_router,
-            "routes": routes,
-            "autoscaler": autoscaler,
-            "membership": membership,
-            "metrics": metrics,
-            "live": live_sampler,
-            "initial_key_file": initial_key_file,
-            "protections_banner": protections.banner(
-                backend, allow_unsandboxed=config.allow_unsandboxed
-            ),
+            "router": parts.router,
+            "routes": parts.routes,
+            "metrics": parts.metrics,
+            "render_metrics": render_metrics,
+            "live": parts.live,
+            **state,
         },
         settings=HttpSettings(
             max_request_bytes=config.max_request_bytes,
@@ -264,4 +330,61 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         ),
         requests=requests,
         health=health,
+    )
+
+
+def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
+    """Everything in one process: the API, the gateway and the control loops."""
+    # Fail at construction, not at the first request, on a bad catalogue file or database URL.
+    core = build_core(config)
+    core.auth_throttle = failure_throttle(config)
+    demand: list[Callable[[], Mapping[str, float]]] = []
+    plane = control_plane(config, core, lambda: demand[0](), runtime=runtime)
+    # Inference routes to the leader's replicas, wherever this server stands.
+    parts = serving(config, core, plane.membership)
+    demand.append(parts.router.demand)
+    control_metrics(parts.metrics, plane.backend, plane.reconciler, plane.autoscaler)
+
+    async def render_metrics() -> bytes:
+        return parts.metrics.render()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The control loops do their Python work in worker threads. A request's thread, back
+        # from a database call, waits for the GIL until the holder's switch interval ends: 5 ms
+        # by default, several times per request while the loops are busy. (Worker processes,
+        # which run no loop, need neither this nor the frozen collector.)
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+        await parts.router.start()
+        await plane.start()
+        parts.live.start()
+        collector = heap.settle()
+        app.state.ready = True
+        log.info("chainyard %s serving (runtime %s)", __version__, plane.backend.name)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await parts.live.stop()
+            await plane.stop()
+            await parts.router.close()
+            core.db.dispose()
+            heap.thaw(collector)
+            sys.setswitchinterval(switch_interval)
+
+    return serving_app(
+        config,
+        parts,
+        lifespan=lifespan,
+        health=plane.health,
+        render_metrics=render_metrics,
+        state={
+            "runtime": plane.backend,
+            "reconciler": plane.reconciler,
+            "autoscaler": plane.autoscaler,
+            "membership": plane.membership,
+            "initial_key_file": plane.initial_key_file,
+            "protections_banner": plane.banner(config),
+        },
     )

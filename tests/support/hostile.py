@@ -57,9 +57,11 @@ def visible_processes(
 
 
 def is_server(port: int) -> Callable[[list[str]], bool]:
-    """The `chainyard serve` process listening on `port`."""
+    """The `chainyard serve` process listening on `port`, or one of its worker processes."""
 
     def check(argv: list[str]) -> bool:
+        if "chainyard.workers.worker" in argv:
+            return True
         return "serve" in argv and any(
             a == "--port" and b == str(port) for a, b in itertools.pairwise(argv)
         )

@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "cli",
         "server",
         "server_lock",
+        "workers",
         "config",
         "domain",
         "services",
@@ -52,6 +53,18 @@ ALLOWED: dict[str, set[str]] = {
     },
     # The client library talks HTTP and speaks the wire models; nothing of the server.
     "sdk": {"sdk", "schemas"},
+    # The controller and worker processes split the composition root's parts over processes:
+    # they take them from `server`, and reach only the few parts they hand over the channel.
+    "workers": {
+        "workers",
+        "server",
+        "config",
+        "api",
+        "gateway",
+        "metrics",
+        "runtime",
+        "services",
+    },
 }
 # The CLI's API commands go through the SDK only; `serve` and `admin` (operator commands on the
 # server and its store) are the CLI files that may reach into the server.

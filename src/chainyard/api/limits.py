@@ -9,7 +9,7 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 from starlette.responses import JSONResponse
@@ -123,6 +123,12 @@ def _size(n: int) -> str:
     return f"{n // 2**20} MiB" if n >= 2**20 and n % 2**20 == 0 else f"{n} bytes"
 
 
+class Limiter(Protocol):
+    rate: float
+
+    def take(self, who: str, method: str, route: str) -> float | Awaitable[float]: ...
+
+
 class RateLimiter:
     """A token bucket per (API key, method, route): `rate` requests per second, bursts of up to
     one second's worth. Requests without a key share a bucket per client address."""
@@ -161,12 +167,14 @@ def _caller(request: Request) -> str:
 
 async def rate_limit(request: Request) -> None:
     """App-wide dependency: one token per request from the caller's bucket for this route."""
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    limiter: Limiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None or not request.url.path.startswith(_RATE_LIMITED_PREFIX):
         return
     route = request.scope.get("route")
     template = getattr(route, "path", request.url.path)
-    wait = limiter.take(_caller(request), request.method, template)
+    taken = limiter.take(_caller(request), request.method, template)
+    # A worker process asks the controller, which keeps the buckets of the whole server.
+    wait = taken if isinstance(taken, float) else await taken
     if wait > 0:
         raise RateLimited(
             f"too many requests to {request.method} {template} with this API key "

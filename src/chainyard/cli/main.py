@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -108,10 +108,17 @@ def serve(
             "could read each other's secrets: only for workspaces that trust each other)",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes serving the API and inference, beside the controller that runs the "
+            "runtime and control loops (0: all in one process; env CHAINYARD_WORKERS) "
+            "[one per core]"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the server (API, reconciler, runtime)."""
-    import uvicorn
 
     from chainyard.config import ServerConfig, parse_names, parse_pythons, parse_size
     from chainyard.server import create_app
@@ -143,7 +150,9 @@ def serve(
             pass_env=parse_names(pass_env) if pass_env else None,
             sandbox=sandbox,
             allow_unsandboxed=allow_unsandboxed or None,
+            workers=workers,
         )
+        processes = config.effective_workers
     except ValueError as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -165,8 +174,29 @@ def serve(
             f"chainyard: cannot start: cannot lock data dir {config.data_dir}: {exc}", err=True
         )
         raise typer.Exit(2) from exc
+    # A WebSocket chain's messages may be as large as truss's server takes (100 MiB, as
+    # gateway/websockets.py relays them). uvicorn believes X-Forwarded-For from 127.0.0.1 by
+    # default: on the local runtime that includes every chainlet, which could then pick the address
+    # it is throttled under.
+    http_options: dict[str, Any] = {
+        "access_log": False,
+        "ws_max_size": 100 * 2**20,
+        "proxy_headers": forwarded_allow_ips is not None,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
     try:
-        application = create_app(config)
+        if processes == 0:
+            application = create_app(config)
+            key_file = application.state.initial_key_file
+            banner = application.state.protections_banner
+        else:
+            from chainyard.workers.controller import Controller
+
+            controller = Controller(
+                config, workers=processes, uvicorn_options=http_options, log_level=log_level
+            )
+            key_file = controller.initial_key_file
+            banner = controller.banner()
     except ChainyardError as exc:
         # e.g. a CHAINYARD_BOOTSTRAP_API_KEY that is too short: a message, not a traceback.
         typer.echo(f"chainyard: cannot start: {exc.message}", err=True)
@@ -174,31 +204,30 @@ def serve(
     except (ValueError, OSError, ImportError, SQLAlchemyError) as exc:
         typer.echo(f"chainyard: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
-    key_file = application.state.initial_key_file
     if key_file is not None:
         typer.echo(f"created an admin API key for workspace 'default' in {key_file}", err=True)
-    typer.echo(application.state.protections_banner, err=True)
+    typer.echo(banner, err=True)
     # So that the CLI on this machine finds that key with no flags, wherever it runs.
     local_server.remember(port, config.data_dir)
+    shape = f"{processes} worker{'s' if processes != 1 else ''}" if processes else "one process"
     typer.echo(
-        f"chainyard serving on http://{host}:{port} (runtime {config.runtime}, "
+        f"chainyard serving on http://{host}:{port} (runtime {config.runtime}, {shape}, "
         f"data in {config.data_dir})",
         err=True,
     )
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        access_log=False,
-        # A WebSocket chain's messages may be as large as truss's server takes (100 MiB, as
-        # gateway/websockets.py relays them).
-        ws_max_size=100 * 2**20,
-        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: on the local runtime that
-        # includes every chainlet, which could then pick the address it is throttled under.
-        proxy_headers=forwarded_allow_ips is not None,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    if processes == 0:
+        import uvicorn
+
+        uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), **http_options)
+        return
+    from chainyard.workers import controller as controller_process
+
+    try:
+        listener = controller_process.bind(host, port)
+    except OSError as exc:
+        typer.echo(f"chainyard: cannot start: cannot listen on {host}:{port}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    controller_process.serve(controller, listener)
 
 
 def main() -> None:

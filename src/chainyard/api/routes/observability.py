@@ -15,8 +15,9 @@ _ALLOWED = frozenset({"PERSONAL", "WORKSPACE_MANAGE_ALL", "WORKSPACE_EXPORT_METR
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request, actor: AnyActor) -> Response:
+async def metrics(request: Request, actor: AnyActor) -> Response:
     if actor.key_type not in _ALLOWED:
         raise Forbidden(f"an API key of type {actor.key_type} may not read metrics")
-    body: bytes = request.app.state.metrics.render()
+    # The whole server's figures: with worker processes, the controller gathers every worker's.
+    body: bytes = await request.app.state.render_metrics()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
