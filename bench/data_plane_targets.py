@@ -72,6 +72,8 @@ def label(process: psutil.Process) -> str:
         # The local runtime's host forks the replicas: same command line, one level down.
         parent = process.parent()
         return "replicas" if parent and parent.cmdline() == command else "replica host"
+    if "chainyard.workers.worker" in text:
+        return "server workers"
     if "chainyard.cli.main" in text:
         return "server"
     for role in ("floor-entry", "floor-dep"):
@@ -294,12 +296,12 @@ def floor(work_dir: pathlib.Path) -> Iterator[Target]:
 
 @contextlib.contextmanager
 def chainyard(work_dir: pathlib.Path, workers: int) -> Iterator[Target]:
-    """A `chainyard serve` with both chains pushed and promoted, one replica per chainlet.
-    `--workers` is passed only for more than one (a server without the option still runs)."""
+    """A `chainyard serve --workers N` with both chains pushed and promoted, one replica per
+    chainlet (N = 0: the API, gateway and control loops in one process)."""
     from autoscale import API_KEY, Chainyard
 
-    extra = ["--rate-limit", "0"] + (["--workers", str(workers)] if workers != 1 else [])
-    name = "chainyard" if workers == 1 else f"chainyard-w{workers}"
+    extra = ["--rate-limit", "0", "--workers", str(workers)]
+    name = f"chainyard-w{workers}"
     with Chainyard(work_dir, None, extra_args=extra) as cy:
         try:
             ids = {}

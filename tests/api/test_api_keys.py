@@ -202,14 +202,20 @@ def test_a_key_revoked_by_another_server_stops_working_at_inference(api: Api) ->
     (gateway/routes.py); a key that is gone there is then forgotten."""
     from sqlalchemy import delete
 
+    from chainyard.store.db import Database
     from chainyard.store.workspaces import ApiKey
 
     raw = _create(api, "WORKSPACE_INVOKE", name="elsewhere")
     run = "/chains/nosuchchain/production/run_remote"
     assert api.post(run, key=raw, json={}).status_code == 404  # known key, unknown chain
-    # Another server revokes it: the row goes, this server's memory of it stays ...
-    with api.core.db.write() as session:
-        session.execute(delete(ApiKey).where(ApiKey.prefix == raw.partition(".")[0]))
+    # Another server (its own connection to the store) revokes it: the row goes, this server's
+    # memory of it stays ...
+    elsewhere = Database(api.config.effective_database_url)
+    try:
+        with elsewhere.write() as session:
+            session.execute(delete(ApiKey).where(ApiKey.prefix == raw.partition(".")[0]))
+    finally:
+        elsewhere.dispose()
     digest = api_keys.hash_key(raw)
     _, actor = api.core.auth_cache[digest]
     api.core.auth_cache[digest] = (0.0, actor)  # ... until it is AUTH_CACHE_SECONDS old

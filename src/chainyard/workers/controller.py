@@ -311,13 +311,16 @@ class Controller:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (inherited, so bound once)."""
+    """The listening socket every worker accepts on (bound once, passed to each worker)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(2048)
-    listener.set_inheritable(True)
+    # Not inheritable (Python's default, kept on purpose): `Popen(pass_fds=...)` hands it to the
+    # workers alone. The runtime starts replica hosts under uvloop, whose spawn keeps every
+    # inheritable descriptor open in the child: a replica holding this socket could accept the
+    # server's connections, with their API keys.
     return listener
 
 

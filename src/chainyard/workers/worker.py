@@ -208,6 +208,9 @@ def main() -> None:
     server: list[uvicorn.Server] = []
     app = build_worker_app(settings, server)
     listener = socket.socket(fileno=settings.listen_fd)
+    # Nothing this worker starts may inherit the server's socket or the channel.
+    listener.set_inheritable(False)
+    os.set_inheritable(settings.channel_fd, False)
     uvicorn_server = uvicorn.Server(
         uvicorn.Config(app, log_level=settings.log_level.lower(), **settings.uvicorn)
     )
