@@ -86,6 +86,9 @@ class ServerConfig:
     # Largest inference request body (run_remote, and replicas calling their dependencies):
     # audio and images travel inline, as JSON (base64) or msgpack. See docs/local-runtime.md.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Whether replicas call their dependencies' replicas directly, learning them from the
+    # gateway (gateway/direct.py), rather than through the gateway's internal route.
+    direct_dependency_calls: bool = True
 
     @property
     def gateway_url(self) -> str:
@@ -152,6 +155,8 @@ class ServerConfig:
             cfg.allow_unsandboxed = _truthy(env["CHAINYARD_ALLOW_UNSANDBOXED"])
         if "CHAINYARD_PYTHONS" in env:
             cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
+        if "CHAINYARD_DIRECT_DEPENDENCY_CALLS" in env:
+            cfg.direct_dependency_calls = _truthy(env["CHAINYARD_DIRECT_DEPENDENCY_CALLS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
             cfg.install_apt_packages = _truthy(env["CHAINYARD_INSTALL_APT_PACKAGES"])
         for key, value in overrides.items():

@@ -22,6 +22,7 @@ from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.gateway import bodies
+from chainyard.gateway import direct as gateway_direct
 from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
@@ -142,7 +143,11 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
     reconciler.one_workspace_only = (
         protections.unprotected(backend) and not config.allow_unsandboxed
     )
-    replica_router = ReplicaRouter(backend, max_body_bytes=config.max_body_bytes)
+    replica_router = ReplicaRouter(
+        backend,
+        max_body_bytes=config.max_body_bytes,
+        direct_calls=config.direct_dependency_calls,
+    )
     routes: RouteCache[Target] = RouteCache()
     core.db.watch(ROUTING_TABLES, routes.invalidate)
 
@@ -261,6 +266,7 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
             ),
             streams_body=bodies.streams_body,
             max_body_bytes=config.max_body_bytes,
+            long_polls=gateway_direct.long_polled,
         ),
         requests=requests,
         health=health,
