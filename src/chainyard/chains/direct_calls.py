@@ -30,6 +30,7 @@ import os
 import random
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -194,8 +195,8 @@ class RoutedSyncClient:
 
 
 # Clients of our own for peers: they carry no chain key (truss's carry it in every request).
-_sessions: dict[int, tuple[Any, Any]] = {}
-_sync_clients: dict[int, Any] = {}
+_sessions: weakref.WeakKeyDictionary[DependencyTable, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+_sync_clients: weakref.WeakKeyDictionary[DependencyTable, Any] = weakref.WeakKeyDictionary()
 _clients_lock = threading.Lock()
 
 
@@ -205,7 +206,7 @@ def _peer_session(table: DependencyTable, timeout: float) -> Any:
     import aiohttp
 
     loop = asyncio.get_running_loop()
-    found = _sessions.get(id(table))
+    found = _sessions.get(table)
     if found is not None:
         session, made_on = found
         return session if made_on is loop and not session.closed else None
@@ -213,23 +214,23 @@ def _peer_session(table: DependencyTable, timeout: float) -> Any:
         connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
         timeout=aiohttp.ClientTimeout(total=timeout),
     )
-    _sessions[id(table)] = (session, loop)
+    _sessions[table] = (session, loop)
     return session
 
 
 def _peer_client(table: DependencyTable, timeout: float) -> Any:
     import httpx
 
-    client = _sync_clients.get(id(table))
+    client = _sync_clients.get(table)
     if client is None:
         with _clients_lock:
-            client = _sync_clients.get(id(table))
+            client = _sync_clients.get(table)
             if client is None:
                 client = httpx.Client(
                     timeout=timeout,
                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
                 )
-                _sync_clients[id(table)] = client
+                _sync_clients[table] = client
     return client
 
 
