@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -404,8 +404,10 @@ class Chainyard:
         reconcile_interval: float | None,
         sandbox: str | None = None,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.env = dict(env or {})
         self.sandbox = sandbox
         self.extra_args = list(extra_args)
         self.port = _free_port()
@@ -425,7 +427,7 @@ class Chainyard:
         if self.sandbox is not None:
             command += ["--sandbox", self.sandbox]
         command += self.extra_args
-        env = {**os.environ, "CHAINYARD_BOOTSTRAP_API_KEY": API_KEY}
+        env = {**os.environ, **self.env, "CHAINYARD_BOOTSTRAP_API_KEY": API_KEY}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60

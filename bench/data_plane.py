@@ -383,7 +383,12 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default="floor,chainyard,ray", help="systems to measure")
+    parser.add_argument(
+        "--targets",
+        default="floor,chainyard,ray",
+        help="systems to measure: floor, chainyard, chainyard-gw (dependency calls through the "
+        "gateway), ray",
+    )
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per system and cell")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of untimed load first")
@@ -404,7 +409,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration, args.warmup, args.ttfb_samples = 1, 2, 1, 5
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - {"floor", "chainyard", "ray"}
+    unknown = set(args.targets) - {"floor", "chainyard", "chainyard-gw", "ray"}
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
     return args
@@ -436,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
                     cy_dir = work_dir / f"chainyard-w{n}"
                     cy_dir.mkdir()
                     systems.append(stack.enter_context(targets.chainyard(cy_dir, n)))
+            if "chainyard-gw" in args.targets:
+                # Dependency calls through the gateway, as before they went straight to Dep.
+                for n in args.chainyard_workers:
+                    cy_dir = work_dir / f"chainyard-gw-w{n}"
+                    cy_dir.mkdir()
+                    systems.append(stack.enter_context(targets.chainyard(cy_dir, n, direct=False)))
             if "ray" in args.targets:
                 systems.append(stack.enter_context(targets.ray_serve(work_dir, args.ray_cpus)))
             for target in systems:
@@ -445,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     workers = {
-        name: info["workers"] for name, info in results["systems"].items() if "workers" in info
+        name: info["workers"]
+        for name, info in results["systems"].items()
+        if "workers" in info and info.get("direct_dependency_calls", True)
     }
     results["load_average_per_round"] = load
     results["cpu_probe_ms_after"] = run_info.cpu_probe_ms()

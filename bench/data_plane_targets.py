@@ -295,14 +295,17 @@ def floor(work_dir: pathlib.Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def chainyard(work_dir: pathlib.Path, workers: int) -> Iterator[Target]:
+def chainyard(work_dir: pathlib.Path, workers: int, *, direct: bool = True) -> Iterator[Target]:
     """A `chainyard serve --workers N` with both chains pushed and promoted, one replica per
-    chainlet (N = 0: the API, gateway and control loops in one process)."""
+    chainlet (N = 0: the API, gateway and control loops in one process). `direct=False`: Entry
+    calls Dep through the gateway (CHAINYARD_DIRECT_DEPENDENCY_CALLS=0), as before direct
+    dependency calls; its name ends in `-gw`."""
     from autoscale import API_KEY, Chainyard
 
     extra = ["--rate-limit", "0", "--workers", str(workers)]
-    name = f"chainyard-w{workers}"
-    with Chainyard(work_dir, None, extra_args=extra) as cy:
+    name = f"chainyard-w{workers}" + ("" if direct else "-gw")
+    env = {} if direct else {"CHAINYARD_DIRECT_DEPENDENCY_CALLS": "0"}
+    with Chainyard(work_dir, None, extra_args=extra, env=env) as cy:
         try:
             ids = {}
             for chain_file, chain_name in ((TWO_STEP, "two-step"), (TWO_STEP_STREAM, "stream")):
@@ -327,7 +330,12 @@ def chainyard(work_dir: pathlib.Path, workers: int) -> Iterator[Target]:
             base.format(ids["two-step"]),
             base.format(ids["stream"]),
             {"Authorization": f"Api-Key {API_KEY}"},
-            {"workers": workers, "serve_args": extra, "url": cy.url},
+            {
+                "workers": workers,
+                "serve_args": extra,
+                "url": cy.url,
+                "direct_dependency_calls": direct,
+            },
             [cy.process.pid] if cy.process else [],
         )
 

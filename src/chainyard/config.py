@@ -89,6 +89,9 @@ class ServerConfig:
     # Worker processes serving the API and gateway (0: one process does everything; None: one
     # per core).
     workers: int | None = None
+    # Whether replicas call their dependencies' replicas directly, learning them from the
+    # gateway (gateway/direct.py), rather than through the gateway's internal route.
+    direct_dependency_calls: bool = True
 
     @property
     def gateway_url(self) -> str:
@@ -165,6 +168,8 @@ class ServerConfig:
             cfg.pythons = parse_pythons(env["CHAINYARD_PYTHONS"])
         if "CHAINYARD_WORKERS" in env:
             cfg.workers = int(env["CHAINYARD_WORKERS"])
+        if "CHAINYARD_DIRECT_DEPENDENCY_CALLS" in env:
+            cfg.direct_dependency_calls = _truthy(env["CHAINYARD_DIRECT_DEPENDENCY_CALLS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
             cfg.install_apt_packages = _truthy(env["CHAINYARD_INSTALL_APT_PACKAGES"])
         for key, value in overrides.items():

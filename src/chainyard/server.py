@@ -30,6 +30,7 @@ from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.gateway import bodies
+from chainyard.gateway import direct as gateway_direct
 from chainyard.gateway import model_routes as gateway_model_routes
 from chainyard.gateway import routes as gateway_routes
 from chainyard.gateway import websockets as gateway_websockets
@@ -268,7 +269,11 @@ def serving(
 ) -> Serving:
     """The gateway and its caches on `view`. `totals` (in flight, queued) feed the live view when
     other processes' gateways share the load; by default this gateway's own figures."""
-    replica_router = ReplicaRouter(view, max_body_bytes=config.max_body_bytes)
+    replica_router = ReplicaRouter(
+        view,
+        max_body_bytes=config.max_body_bytes,
+        direct_calls=config.direct_dependency_calls,
+    )
     routes: RouteCache[Target] = RouteCache()
     core.db.watch(ROUTING_TABLES, routes.invalidate)
     core.db.watch(KEY_TABLES, functools.partial(forget_keys, core))
@@ -327,6 +332,7 @@ def serving_app(
             ),
             streams_body=bodies.streams_body,
             max_body_bytes=config.max_body_bytes,
+            long_polls=gateway_direct.long_polled,
         ),
         requests=requests,
         health=health,

@@ -145,3 +145,42 @@ def test_keys_are_random_stored_hashed_and_go_with_their_deployment(api: Api) ->
     api.core.chain_key_cache.clear()  # verified keys are cached for a few seconds
     with pytest.raises(Unauthorized):
         inference.resolve_internal(api.core, mine["Callee"], first)
+
+
+def _replicas(api: Api, chainlet_id: str, token: str, **params: str) -> Any:
+    return api.client.get(
+        f"/internal/chainlets/{chainlet_id}/replicas",
+        headers={"Authorization": f"Api-Key {token}"},
+        params={"wait": "0", **params},
+    )
+
+
+def test_the_replica_table_opens_only_to_a_key_that_may_call_the_chainlet(
+    two_chains: tuple[Api, dict[str, str], dict[str, str]],
+) -> None:
+    """The poll hands out replicas' credentials: the same key, the same reach as the route."""
+    api, mine, theirs = two_chains
+    token = chainlet_credentials.issue(api.core, mine["deployment"], mine["Entry"])
+    answer = _replicas(api, mine["Callee"], token)
+    assert answer.status_code == 200, answer.text
+    # The simulated runtime's replicas have no credential, so none is handed out.
+    assert answer.json()["enabled"] is True and answer.json()["replicas"] == []
+    for chainlet_id in (mine["Sibling"], mine["Entry"], theirs["Callee"], "nosuchchainlet1"):
+        refused = _replicas(api, chainlet_id, token)
+        assert refused.status_code == 403, refused.text
+        assert "replicas" not in refused.json()
+    their_token = chainlet_credentials.issue(api.core, theirs["deployment"], theirs["Entry"])
+    assert _replicas(api, mine["Callee"], their_token).status_code == 403
+    assert _replicas(api, mine["Callee"], "not-a-key-0123456789abcdefghij").status_code == 401
+
+
+def test_a_caller_s_report_of_its_direct_calls_counts_as_demand(api: Api) -> None:
+    mine = _deployed(api, "keys-demand")
+    token = chainlet_credentials.issue(api.core, mine["deployment"], mine["Entry"])
+    router = api.client.app.state.router  # type: ignore[attr-defined]
+    assert _replicas(api, mine["Callee"], token, caller="c1", load="2.5").status_code == 200
+    assert _replicas(api, mine["Callee"], token, caller="c2", load="1").status_code == 200
+    assert router.demand()[mine["Callee"]] == 3.5
+    # A caller that reports no more calls in flight no longer counts.
+    assert _replicas(api, mine["Callee"], token, caller="c1", load="0").status_code == 200
+    assert router.demand()[mine["Callee"]] == 1.0

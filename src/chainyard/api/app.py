@@ -43,6 +43,8 @@ class Inference:
     # Paths whose bodies the gateway streams and counts, up to `max_body_bytes`.
     streams_body: Callable[[str], bool]
     max_body_bytes: int
+    # (method, path) of requests held open on purpose, which the request count leaves out.
+    long_polls: Callable[[str, str], bool] = lambda _method, _path: False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,7 @@ def build_http_app(
     # Inference skips the management API's framework (gateway/fast_lane.py), not the count.
     app.add_middleware(inference.lane)
     # Outermost: a request counts from the moment it arrives.
-    app.add_middleware(in_flight.CountRequests, counter=requests)
+    app.add_middleware(in_flight.CountRequests, counter=requests, long_polls=inference.long_polls)
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
     for router in inference.routers:

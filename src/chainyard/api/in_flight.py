@@ -7,6 +7,8 @@ speed, and a request that arrives meets at most one slice of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -22,12 +24,20 @@ class RequestCounter:
 class CountRequests:
     """ASGI middleware: counts an HTTP request from its start to the end of its response."""
 
-    def __init__(self, app: ASGIApp, counter: RequestCounter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        counter: RequestCounter,
+        long_polls: Callable[[str, str], bool] = lambda _method, _path: False,
+    ) -> None:
         self.app = app
         self.counter = counter
+        # (method, path) of requests that are held open on purpose (a replica's long-poll):
+        # they wait for the interpreter no more than an idle connection does.
+        self.long_polls = long_polls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.long_polls(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         # On the event loop only: += on one thread is not interleaved with itself.

@@ -118,7 +118,14 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     import uvicorn
 
     from chainyard import replica_auth
-    from chainyard.chains import kinds, replica_health, replica_logging, replica_ws, truss_compat
+    from chainyard.chains import (
+        direct_calls,
+        kinds,
+        replica_health,
+        replica_logging,
+        replica_ws,
+        truss_compat,
+    )
     from chainyard.chains.replica_app import build_app
 
     started = time.monotonic()
@@ -132,6 +139,8 @@ def _run_replica(command: dict[str, Any], source_dir: pathlib.Path) -> None:
     data_dir = pathlib.Path(command["data_dir"]) if command.get("data_dir") else None
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
+    # Calls to dependencies go straight to their ready replicas, known from the gateway.
+    direct_calls.install(command.get("service_urls") or {}, command.get("chain_api_key") or "")
     chainlet = truss_compat.build_chainlet(
         desc,
         service_urls=command.get("service_urls") or {},

@@ -143,7 +143,16 @@ async def relay_dependency_stream(
     import aiohttp
     from truss_chains import public_types
 
-    chunks = await stub.predict_async_stream(inputs)
+    from chainyard.chains import direct_calls
+
+    # The replica that answers counts the call until its stream has been read.
+    with direct_calls.stream_leases() as leases:
+        try:
+            chunks = await stub.predict_async_stream(inputs)
+        except BaseException:
+            for lease in leases:
+                lease.release()
+            raise
     decoder = codecs.getincrementaldecoder("utf-8")() if as_text else None
     received = 0
     try:
@@ -165,3 +174,6 @@ async def relay_dependency_stream(
             f"{received} bytes (it failed mid-stream, or its replica went away; its log has "
             f"the traceback): {exc}"
         ) from None
+    finally:
+        for lease in leases:
+            lease.release()

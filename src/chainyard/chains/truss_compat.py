@@ -154,7 +154,39 @@ def stub_class(dep_desc: Any) -> type:
                 return self.predict_sync(build_inputs(args, kwargs), result_model).root
 
             namespace[endpoint.name] = run_remote_sync
+    _route_to_peers(namespace, stub.StubBase)
     return type(dep_desc.name, (stub.StubBase,), namespace)
+
+
+def _route_to_peers(namespace: dict[str, Any], base: Any) -> None:
+    """truss's `predict_*` post to `self._target_url` with the client that `_client_async()` /
+    `_client_sync()` yield (inside truss's concurrency limit). These overrides yield it wrapped so
+    that a post to the dependency goes to one of its ready replicas when the replica knows one
+    (chains/direct_calls.py); tests/unit/test_direct_calls.py pins what this relies on."""
+    from chainyard.chains import direct_calls
+
+    @contextlib.asynccontextmanager
+    async def _client_async(self: Any) -> Any:
+        async with base._client_async(self) as client:
+            table = direct_calls.table_for(self._target_url)
+            if table is None:
+                yield client
+            else:
+                timeout = float(self._service_descriptor.options.timeout_sec)
+                yield direct_calls.RoutedAsyncClient(client, table, self._target_url, timeout)
+
+    @contextlib.contextmanager
+    def _client_sync(self: Any) -> Any:
+        with base._client_sync(self) as client:
+            table = direct_calls.table_for(self._target_url)
+            if table is None:
+                yield client
+            else:
+                timeout = float(self._service_descriptor.options.timeout_sec)
+                yield direct_calls.RoutedSyncClient(client, table, self._target_url, timeout)
+
+    namespace["_client_async"] = _client_async
+    namespace["_client_sync"] = _client_sync
 
 
 def build_chainlet(

@@ -21,6 +21,7 @@ from chainyard.abortable import AbortableStream, StreamBrokenOff
 from chainyard.domain.addresses import without_addresses
 from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES, too_large_message
 from chainyard.gateway import bodies
+from chainyard.gateway.direct import DirectDemand
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
 log = logging.getLogger("chainyard.gateway")
@@ -107,8 +108,13 @@ class ReplicaRouter:
         request_timeout: float = 600.0,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        direct_calls: bool = True,
     ) -> None:
         self.runtime = runtime
+        # Whether replicas may learn their dependencies' replicas and call them directly
+        # (gateway/direct.py); off, every dependency call crosses this gateway.
+        self.direct_calls = direct_calls
+        self.direct_demand = DirectDemand()
         self.request_timeout = request_timeout
         self.queue_limit = queue_limit
         self.max_body_bytes = max_body_bytes
@@ -165,14 +171,25 @@ class ReplicaRouter:
             self._indexed_generation = generation
         return list(self._ready_index.get(chainlet_id, ()))
 
+    def ready_replicas(self, chainlet_id: str) -> list[tuple[str, str]]:
+        """(address, credential) of each ready replica of the chainlet, for a replica that calls
+        it directly (gateway/direct.py)."""
+        return sorted(
+            (address, self._credentials.get((chainlet_id, address), ""))
+            for address in self.ready_addresses(chainlet_id)
+        )
+
     def credential_headers(self, chainlet_id: str, address: str) -> dict[str, str]:
         """What a request to the chainlet's replica at `address` must carry for it to answer."""
         return replica_auth.headers(self._credentials.get((chainlet_id, address)))
 
     def demand(self) -> dict[str, float]:
-        """What the autoscaler scales on: requests running plus requests held, per chainlet."""
-        keys = set(self.in_flight) | set(self.waiting)
-        return {k: float(self.in_flight[k] + self.waiting[k]) for k in keys}
+        """What the autoscaler scales on: requests running plus requests held, per chainlet,
+        plus the calls replicas report making straight to the chainlet's replicas (which this
+        gateway does not see; a call that came through it is counted here only)."""
+        direct = self.direct_demand.totals()
+        keys = set(self.in_flight) | set(self.waiting) | set(direct)
+        return {k: float(self.in_flight[k] + self.waiting[k]) + direct.get(k, 0.0) for k in keys}
 
     async def wait_for_replica(self, chainlet_id: str, timeout: float) -> list[str]:
         """The chainlet's ready addresses, waiting up to `timeout` seconds for one: woken by each

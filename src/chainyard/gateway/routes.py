@@ -22,6 +22,7 @@ from chainyard.domain.errors import (
     RateLimited,
     Unauthorized,
 )
+from chainyard.gateway import direct
 from chainyard.gateway.route_cache import RouteCache
 from chainyard.gateway.router import ReplicaRouter, ReplicasGone, inference_error
 from chainyard.services import api_keys, inference
@@ -382,5 +383,48 @@ async def internal_predict(chainlet_id: str, request: Request, core: CoreDep) ->
                 inference.resolve_internal, core, chainlet_id, token.strip()
             )
         return await _dispatch(request, core, target)
+
+    return await _guarded(call)
+
+
+@router.get("/internal/chainlets/{chainlet_id}/replicas", include_in_schema=False)
+async def internal_replicas(chainlet_id: str, request: Request, core: CoreDep) -> Response:
+    """A replica's long-poll for the ready replicas of one of its dependencies (address and
+    credential), answered once they differ from the version it has (`since`) or after `wait`
+    seconds; its report of the calls it made to them directly (`caller`, `load`) counts toward
+    the dependency's demand. Opened by the same chain key as the dependency route, so only for
+    a declared dependency in the caller's own deployment (gateway/direct.py)."""
+
+    async def call() -> Response:
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        target = inference.cached_internal(core, chainlet_id, token.strip())
+        if target is None:
+            target = await run_in_threadpool(
+                inference.resolve_internal, core, chainlet_id, token.strip()
+            )
+        replicas = _router(request)
+        if not replicas.direct_calls:
+            return JSONResponse({"enabled": False})
+        query = request.query_params
+        wait = direct.parse_wait(query.get("wait"))
+        caller = query.get("caller", "")[:64]
+        if caller:
+            load = direct.parse_load(query.get("load"))
+            replicas.direct_demand.report(target.chainlet_id, caller, load, wait=wait)
+        source = replicas.runtime
+        peers, version = await direct.peers_changed(
+            lambda: replicas.ready_replicas(target.chainlet_id),
+            lambda: source.generation,
+            source.changed,
+            query.get("since", ""),
+            wait,
+        )
+        return JSONResponse(
+            {
+                "enabled": True,
+                "version": version,
+                "replicas": [{"address": a, "key": k} for a, k in peers if k],
+            }
+        )
 
     return await _guarded(call)
