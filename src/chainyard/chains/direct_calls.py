@@ -34,12 +34,12 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from chainyard import replica_auth
 from chainyard.chains.dependency_table import DependencyTable, Lease, Peer
 
 log = logging.getLogger("chainyard.replica")
 
-# The replica's credential header (chainyard/replica_auth.py, which replicas import too).
-REPLICA_KEY_HEADER = "x-chainyard-replica-key"
+REPLICA_KEY_HEADER = replica_auth.HEADER
 # How long the gateway may hold a poll: long while no call is in flight (the table changes
 # within a round trip of the gateway's anyway), short while calls run, so that their demand
 # reaches the autoscaler within a second.
