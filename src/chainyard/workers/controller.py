@@ -222,6 +222,10 @@ class Controller:
             [sys.executable, "-m", "chainyard.workers.worker"],
             stdin=subprocess.PIPE,
             pass_fds=(listener.fileno(), theirs.fileno()),
+            # Out of the terminal's process group: a Ctrl-C reaches the controller alone, which
+            # then stops the workers gracefully (a second signal would make uvicorn drop the
+            # requests it holds).
+            start_new_session=True,
         )
         theirs.close()
         assert process.stdin is not None
