@@ -180,3 +180,45 @@ def test_a_worker_that_dies_is_replaced(limited: LiveServer) -> None:
     clients = _one_client_per_worker(limited)
     for client in clients.values():
         client.close()
+
+
+def test_stopping_the_server_finishes_the_requests_it_holds(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SIGTERM to the controller: the workers stop taking connections but answer what they hold,
+    before the replicas stop; then every worker is gone."""
+    import concurrent.futures
+
+    root = tmp_path_factory.mktemp("stopping")
+    server = LiveServer(
+        data_dir=root / "data",
+        port=_free_port(),
+        log=root / "server.log",
+        env={"CHAINYARD_WORKERS": str(WORKERS)},
+    )
+    server.start()
+    try:
+        chain = pathlib.Path(__file__).parent / "chains" / "slow.py"
+        pushed = server.push(chain, "--name", "slow", "--wait", "--promote", "-o", "json")
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        chain_id = json.loads(pushed.stdout.strip().splitlines()[-1])["chain_id"]
+        run = f"{server.url}/chains/{chain_id}/production/run_remote"
+        headers = {"Authorization": f"Api-Key {KEY}"}
+        assert httpx.post(run, json={"n": 0}, headers=headers, timeout=60).status_code == 200
+        assert server.process is not None
+        workers = _worker_processes(server.process.pid)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            calls = [
+                pool.submit(httpx.post, run, json={"n": n}, headers=headers, timeout=60)
+                for n in range(4)
+            ]
+            time.sleep(0.2)  # the calls are in: one runs, the others wait for the replica
+            server.process.send_signal(signal.SIGTERM)
+            answers = [c.result() for c in calls]
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        assert sorted(a.json()["n"] for a in answers) == [0, 1, 2, 3]
+        assert server.process.wait(60) == 0
+        _gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers left running: {alive}"
+    finally:
+        server.stop()
