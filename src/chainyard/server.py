@@ -11,6 +11,7 @@ Two shapes share these parts:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -18,8 +19,10 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from chainyard import __version__, heap, protections
@@ -51,6 +54,29 @@ from chainyard.services.live import LiveSampler
 from chainyard.store.db import Database
 
 log = logging.getLogger("chainyard")
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server which, told to stop, first answers the gateway's long-polls: its
+    graceful shutdown waits for every request in flight, and a replica's poll for its
+    dependencies' replicas would hold it for up to the poll's wait (25 s)."""
+
+    def __init__(self, config: uvicorn.Config, router: ReplicaRouter) -> None:
+        super().__init__(config)
+        self.router = router
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.release_polls()
+        super().handle_exit(sig, frame)
+
+    def release_polls(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving yet: no poll to answer
+        # A signal handler runs between two steps of the loop's own work: hand it over.
+        self.router.stop_waiting(loop)
+
 
 # How long a thread may hold the GIL while another waits (CPython's default is 5 ms).
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005

@@ -290,3 +290,32 @@ def test_the_poll_url_is_the_gateway_route_s_sibling() -> None:
     )
     assert direct_calls.replicas_url("http://elsewhere/v1/models/x/predict") is None
     assert direct_calls.replicas_url("http://gw/internal/chainlets/abc/predict/x") is None
+
+
+def test_a_stopping_server_answers_its_long_polls_at_once() -> None:
+    """A poll that would wait an hour for a change answers when the server is told to stop:
+    uvicorn's graceful shutdown waits for every request in flight."""
+    from chainyard.gateway import direct
+
+    async def main() -> tuple[list[tuple[str, str]], str]:
+        never = asyncio.Event()
+
+        async def changed(_since: int) -> int:
+            await never.wait()
+            return 1
+
+        stopping = asyncio.Event()
+        peers = [("http://127.0.0.1:1", "key")]
+        poll = asyncio.ensure_future(
+            direct.peers_changed(
+                lambda: peers, lambda: 0, changed, direct.version(peers), 3600.0, stopping
+            )
+        )
+        await asyncio.sleep(0.05)
+        assert not poll.done()  # nothing changed: it holds
+        stopping.set()
+        return await asyncio.wait_for(poll, 60)
+
+    peers, version = asyncio.run(main())
+    assert peers == [("http://127.0.0.1:1", "key")]
+    assert version

@@ -218,7 +218,14 @@ def serve(
     if processes == 0:
         import uvicorn
 
-        uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), **http_options)
+        from chainyard.server import GatewayServer
+
+        GatewayServer(
+            uvicorn.Config(
+                application, host=host, port=port, log_level=log_level.lower(), **http_options
+            ),
+            application.state.router,
+        ).run()
         return
     from chainyard.workers import controller as controller_process
 

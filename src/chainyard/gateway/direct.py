@@ -103,9 +103,11 @@ async def peers_changed(
     changed: Callable[[int], Any],
     since: str,
     wait: float,
+    stopping: asyncio.Event | None = None,
 ) -> tuple[list[tuple[str, str]], str]:
-    """The ready replicas and their version, once the version differs from `since` or `wait`
-    seconds have passed: woken by each change of the replica table, never by a timer."""
+    """The ready replicas and their version, once the version differs from `since`, `wait`
+    seconds have passed, or the server is stopping: woken by each change of the replica table,
+    never by a timer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
@@ -113,11 +115,19 @@ async def peers_changed(
         peers = ready()
         current = version(peers)
         remaining = deadline - loop.time()
-        if current != since or remaining <= 0:
+        if current != since or remaining <= 0 or (stopping is not None and stopping.is_set()):
             return peers, current
+        change = asyncio.ensure_future(changed(seen))
+        waits: set[asyncio.Future[Any]] = {change}
+        if stopping is not None:
+            waits.add(asyncio.ensure_future(stopping.wait()))
         try:
-            async with asyncio.timeout(remaining):
-                await changed(seen)
-        except TimeoutError:
+            done, _ = await asyncio.wait(
+                waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if change not in done:
             peers = ready()
             return peers, version(peers)

@@ -115,6 +115,9 @@ class ReplicaRouter:
         # (gateway/direct.py); off, every dependency call crosses this gateway.
         self.direct_calls = direct_calls
         self.direct_demand = DirectDemand()
+        # Set when the server is asked to stop: long-polls answer at once rather than hold the
+        # graceful shutdown, which waits for every request in flight, for up to their wait.
+        self.stopping = asyncio.Event()
         self.request_timeout = request_timeout
         self.queue_limit = queue_limit
         self.max_body_bytes = max_body_bytes
@@ -136,6 +139,13 @@ class ReplicaRouter:
         # Chainlet id -> requests queued in `acquire`, woken when a slot of it is released.
         self._slot_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._session: aiohttp.ClientSession | None = None
+
+    def stop_waiting(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Answers the long-polls now (from a signal handler too: `loop` is the router's)."""
+        if loop is not None:
+            loop.call_soon_threadsafe(self.stopping.set)
+        else:
+            self.stopping.set()
 
     async def start(self) -> None:
         # Measured faster than httpx for many small requests (see docs/bench.md).

@@ -418,6 +418,7 @@ async def internal_replicas(chainlet_id: str, request: Request, core: CoreDep) -
             source.changed,
             query.get("since", ""),
             wait,
+            replicas.stopping,
         )
         return JSONResponse(
             {

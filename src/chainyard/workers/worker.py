@@ -32,6 +32,7 @@ from chainyard.config import ServerConfig
 from chainyard.gateway.route_cache import ROUTING_TABLES
 from chainyard.server import (
     KEY_TABLES,
+    GatewayServer,
     Serving,
     build_core,
     check_throttle_settings,
@@ -72,7 +73,7 @@ class _Shared:
     queued: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-def build_worker_app(settings: WorkerSettings, server: list[uvicorn.Server]) -> FastAPI:
+def build_worker_app(settings: WorkerSettings, server: list[GatewayServer]) -> FastAPI:
     config = settings.config
     check_throttle_settings(config)
     core = build_core(config, migrate=False)
@@ -116,6 +117,7 @@ def build_worker_app(settings: WorkerSettings, server: list[uvicorn.Server]) -> 
     def stop_serving(_task: asyncio.Task[None]) -> None:
         if server and not server[0].should_exit:
             log.warning("worker %d: the controller's channel closed; stopping", settings.index)
+            server[0].release_polls()
             server[0].should_exit = True
 
     @contextlib.asynccontextmanager
@@ -205,14 +207,15 @@ def main() -> None:
         format=f"%(asctime)s %(levelname)s %(name)s[w{settings.index}]: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    server: list[uvicorn.Server] = []
+    server: list[GatewayServer] = []
     app = build_worker_app(settings, server)
     listener = socket.socket(fileno=settings.listen_fd)
     # Nothing this worker starts may inherit the server's socket or the channel.
     listener.set_inheritable(False)
     os.set_inheritable(settings.channel_fd, False)
-    uvicorn_server = uvicorn.Server(
-        uvicorn.Config(app, log_level=settings.log_level.lower(), **settings.uvicorn)
+    uvicorn_server = GatewayServer(
+        uvicorn.Config(app, log_level=settings.log_level.lower(), **settings.uvicorn),
+        app.state.router,
     )
     server.append(uvicorn_server)
     uvicorn_server.run(sockets=[listener])
