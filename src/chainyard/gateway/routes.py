@@ -373,15 +373,21 @@ async def regional_wake(request: Request, core: CoreDep) -> Response:
 # -- internal: replica to replica, through the gateway -----------------------------------------
 
 
+async def _internal_target(request: Request, core: Core, chainlet_id: str) -> inference.Target:
+    """The dependency a replica's chain key opens (401/403 otherwise), from memory when known."""
+    _, _, token = request.headers.get("authorization", "").partition(" ")
+    target = inference.cached_internal(core, chainlet_id, token.strip())
+    if target is None:
+        target = await run_in_threadpool(
+            inference.resolve_internal, core, chainlet_id, token.strip()
+        )
+    return target
+
+
 @router.post("/internal/chainlets/{chainlet_id}/predict", include_in_schema=False)
 async def internal_predict(chainlet_id: str, request: Request, core: CoreDep) -> Response:
     async def call() -> Response:
-        _, _, token = request.headers.get("authorization", "").partition(" ")
-        target = inference.cached_internal(core, chainlet_id, token.strip())
-        if target is None:
-            target = await run_in_threadpool(
-                inference.resolve_internal, core, chainlet_id, token.strip()
-            )
+        target = await _internal_target(request, core, chainlet_id)
         return await _dispatch(request, core, target)
 
     return await _guarded(call)
@@ -396,12 +402,7 @@ async def internal_replicas(chainlet_id: str, request: Request, core: CoreDep) -
     a declared dependency in the caller's own deployment (gateway/direct.py)."""
 
     async def call() -> Response:
-        _, _, token = request.headers.get("authorization", "").partition(" ")
-        target = inference.cached_internal(core, chainlet_id, token.strip())
-        if target is None:
-            target = await run_in_threadpool(
-                inference.resolve_internal, core, chainlet_id, token.strip()
-            )
+        target = await _internal_target(request, core, chainlet_id)
         replicas = _router(request)
         if not replicas.direct_calls:
             return JSONResponse({"enabled": False})
