@@ -74,7 +74,7 @@ def replicas_url(predict_url: str) -> str | None:
 # -- the stub's clients -------------------------------------------------------------------------
 
 
-def _with_key(kwargs: dict[str, Any], peer: Peer) -> dict[str, Any]:
+def with_key(kwargs: dict[str, Any], peer: Peer) -> dict[str, Any]:
     headers = dict(kwargs.get("headers") or {})
     headers[REPLICA_KEY_HEADER] = peer.key
     return {**kwargs, "headers": headers}
@@ -101,11 +101,11 @@ class RoutedAsyncClient:
 
         lease = self._table.pick() if url == self._target_url else None
         if lease is not None:
-            session = _peer_session(self._table, self._timeout)
+            session = peer_session(self._table, self._timeout)
             if session is None:
                 lease.release()
             else:
-                request = session.post(lease.peer.predict_url, **_with_key(kwargs, lease.peer))
+                request = session.post(lease.peer.predict_url, **with_key(kwargs, lease.peer))
                 try:
                     return request, await request.__aenter__(), lease
                 except aiohttp.ClientConnectorError:
@@ -185,7 +185,7 @@ class RoutedSyncClient:
         if lease is not None:
             try:
                 return _peer_client(self._table, self._timeout).post(
-                    lease.peer.predict_url, **_with_key(kwargs, lease.peer)
+                    lease.peer.predict_url, **with_key(kwargs, lease.peer)
                 )
             except httpx.ConnectError:
                 lease.refused()
@@ -200,7 +200,7 @@ _sync_clients: weakref.WeakKeyDictionary[DependencyTable, Any] = weakref.WeakKey
 _clients_lock = threading.Lock()
 
 
-def _peer_session(table: DependencyTable, timeout: float) -> Any:
+def peer_session(table: DependencyTable, timeout: float) -> Any:
     """An aiohttp session of the running loop for `table`'s peers (None off the loop it was made
     on: such a call goes through the gateway)."""
     import aiohttp

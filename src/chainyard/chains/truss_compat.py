@@ -120,9 +120,28 @@ def stub_class(dep_desc: Any) -> type:
     arguments_model = input_model(dep_desc)
     endpoint = dep_desc.endpoint
     signature = inspect.signature(getattr(dep_desc.chainlet_cls, endpoint.name))
+    simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in signature.parameters.values())
+    names = [name for name in signature.parameters if name != "self"]
+    # The names left for keywords once the first n are given by position.
+    rest = [frozenset(names[n:]) for n in range(len(names) + 1)]
+    # An argument left out is sent as its default, as truss's generated stub sends it: the
+    # dependency then runs with the caller's view of the default.
+    defaults = {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if name != "self" and p.default is not p.empty
+    }
+    required = frozenset(names) - defaults.keys()
 
     def build_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if simple and len(args) <= len(names) and kwargs.keys() <= rest[len(args)]:
+            given = dict(zip(names, args, strict=False))
+            given.update(kwargs)
+            if given.keys() >= required:
+                # What `signature.bind` and `apply_defaults` give, at a tenth of their cost.
+                return arguments_model(**{**defaults, **given})
         bound = signature.bind(None, *args, **kwargs)
+        bound.apply_defaults()
         bound.arguments.pop("self", None)
         return arguments_model(**bound.arguments)
 
@@ -155,7 +174,18 @@ def stub_class(dep_desc: Any) -> type:
 
             namespace[endpoint.name] = run_remote_sync
     _route_to_peers(namespace, stub.StubBase)
+    namespace["predict_async"] = _predict_async
     return type(dep_desc.name, (stub.StubBase,), namespace)
+
+
+async def _predict_async(self: Any, inputs: Any, output_model: Any = None) -> Any:
+    """truss's `predict_async`, leaner (chains/stub_calls.py)."""
+    from chainyard.chains import stub_calls
+
+    data = await stub_calls.post(self, dict(self._make_request_params(inputs)))
+    if output_model:
+        return self._response_to_pydantic(data, output_model)
+    return self._response_to_json(data)
 
 
 def _route_to_peers(namespace: dict[str, Any], base: Any) -> None:
