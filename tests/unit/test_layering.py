@@ -31,12 +31,21 @@ ALLOWED: dict[str, set[str]] = {
         "server_lock",
     },
     "reconciler": {"reconciler", "services", "runtime", "domain"},
-    "gateway": {"gateway", "services", "runtime", "domain", "abortable", "replica_auth"},
+    # `http_client`: the data plane's keep-alive client (a top-level module: replicas use it too).
+    "gateway": {
+        "gateway",
+        "services",
+        "runtime",
+        "domain",
+        "abortable",
+        "replica_auth",
+        "http_client",
+    },
     "autoscaler": {"autoscaler", "services", "domain"},
     "cluster": {"cluster", "services", "runtime", "domain"},
     "api": {"api", "services", "schemas", "domain", "archives"},
     # User chains run in replicas with truss_chains; they must not drag the server in.
-    "chains": {"chains", "abortable", "replica_auth"},
+    "chains": {"chains", "abortable", "replica_auth", "http_client"},
     # `serve` locks the data dir and builds the server (`chainyard.server`), `admin` opens its
     # store the same way; only these two files (CLI_SERVER_SIDE) reach past the SDK.
     "cli": {

@@ -8,8 +8,9 @@ api/ does not import the gateway: its routers, its fast lane and what it streams
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
@@ -38,7 +39,7 @@ class Inference:
     routers: Sequence[APIRouter]
     # Routes that are not an APIRouter's (the WebSocket ones), added to the app.
     install: Callable[[FastAPI], None]
-    # Wraps the management API's middlewares; inside the request count.
+    # In front of the whole framework (its middlewares included); inside the request count.
     lane: Callable[[ASGIApp], ASGIApp]
     # Paths whose bodies the gateway streams and counts, up to `max_body_bytes`.
     streams_body: Callable[[str], bool]
@@ -54,6 +55,25 @@ class HttpSettings:
     rate_limit_per_second: float
 
 
+class ChainyardApp(FastAPI):
+    """The FastAPI app, with a front for HTTP requests: the request count, then the gateway's
+    fast lane, which serves inference without entering the framework (FastAPI's own middlewares,
+    its telemetry among them, cost more per request than a no-op chainlet's answer); what the
+    lane does not serve goes on to FastAPI as usual."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if self.front is not None and scope["type"] == "http":
+            scope["app"] = self  # what Starlette sets, for handlers that read `request.app`
+            await self.front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def framework(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def build_http_app(
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
@@ -65,7 +85,7 @@ def build_http_app(
 ) -> FastAPI:
     """`state` goes on `app.state` for the routes; `health` fills `/healthz` once the lifespan
     has set `app.state.ready`."""
-    app = FastAPI(
+    app = ChainyardApp(
         title="chainyard",
         version=__version__,
         description="Self-hosted chains serving, wire-compatible with Baseten's chains API.",
@@ -91,10 +111,11 @@ def build_http_app(
         streamed_limit=inference.max_body_bytes,
     )
     app.add_middleware(json_bodies.JsonBodies)
-    # Inference skips the management API's framework (gateway/fast_lane.py), not the count.
-    app.add_middleware(inference.lane)
-    # Outermost: a request counts from the moment it arrives.
-    app.add_middleware(in_flight.CountRequests, counter=requests, long_polls=inference.long_polls)
+    # Outermost: a request counts from the moment it arrives. Inference skips the framework
+    # (gateway/fast_lane.py), not the count.
+    app.front = in_flight.CountRequests(
+        inference.lane(app.framework), counter=requests, long_polls=inference.long_polls
+    )
     for module in (deploy, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
     for router in inference.routers:

@@ -218,6 +218,24 @@ def peer_session(table: DependencyTable, timeout: float) -> Any:
     return session
 
 
+_pools: weakref.WeakKeyDictionary[DependencyTable, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def peer_pool(table: DependencyTable, timeout: float) -> Any:
+    """A pool of keep-alive connections (chainyard/http_client.py) of the running loop for
+    `table`'s peers, for calls whose answer is read whole (None off the loop it was made on)."""
+    from chainyard import http_client
+
+    loop = asyncio.get_running_loop()
+    found = _pools.get(table)
+    if found is not None:
+        pool, made_on = found
+        return pool if made_on is loop and not pool.closed else None
+    pool = http_client.Pool(read_timeout=timeout)
+    _pools[table] = (pool, loop)
+    return pool
+
+
 def _peer_client(table: DependencyTable, timeout: float) -> Any:
     import httpx
 

@@ -84,8 +84,14 @@ def build_app(
 
     arguments = truss_compat.input_model(desc)
     endpoint = desc.endpoint
+    # truss computes these on every read.
+    is_websocket, is_streaming, is_async = (
+        endpoint.is_websocket,
+        endpoint.is_streaming,
+        endpoint.is_async,
+    )
     run_remote = kinds.endpoint_method(chainlet, desc)
-    result_model = None if endpoint.is_streaming else truss_compat.output_model(desc)
+    result_model = None if is_streaming else truss_compat.output_model(desc)
     slots = asyncio.Semaphore(max(1, predict_concurrency))
     read_timeout = truss_compat.streaming_read_timeout(desc)
 
@@ -103,7 +109,7 @@ def build_app(
     async def result_of(headers: dict[str, str], body: bytes) -> Response | tuple[bytes, bytes]:
         """The answer: an encoded result and its content type, or a response of its own (an
         error, a stream)."""
-        if endpoint.is_websocket:
+        if is_websocket:
             return replica_ws.http_refused(desc)
         # msgpack in, msgpack out, as truss does (chains/binary.py).
         as_binary = binary.is_binary(headers.get("content-type"))
@@ -118,7 +124,7 @@ def build_app(
             message = binary.missing_numpy_hint(str(exc)) if as_binary else str(exc)
             return JSONResponse({"error": message}, status_code=400)
         kwargs = truss_compat.set_fields(inputs)
-        if endpoint.is_streaming:
+        if is_streaming:
             return await streaming.stream_response(
                 lambda: run_remote(**kwargs),
                 slots=slots,
@@ -130,7 +136,7 @@ def build_app(
         try:
             async with slots:
                 with truss_compat.request_context(headers):
-                    if endpoint.is_async:
+                    if is_async:
                         result = await run_remote(**kwargs)
                     else:
                         result = await asyncio.to_thread(run_remote, **kwargs)

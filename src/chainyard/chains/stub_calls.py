@@ -16,18 +16,21 @@ drops the rest:
 - the request's headers and body from truss's `_make_request_params` (request id, trace parent,
   JSON or msgpack), the answer parsed by the stub.
 
-A dependency whose ready replicas are known (chains/direct_calls.py) is posted to directly on the
-replica's own session; without one, or when the peer refuses the connection, the call goes
-through the stub's client (the gateway's route), as before.
+A dependency whose ready replicas are known (chains/direct_calls.py) is posted to directly, on
+the replica's own keep-alive connections (chainyard/http_client.py); without one, or when the
+peer refuses the connection, the call goes through the stub's client (the gateway's route), as
+before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
 
+from chainyard import http_client
 from chainyard.chains import direct_calls
 
 log = logging.getLogger("chainyard.replica")
@@ -101,23 +104,44 @@ async def post(stub: Any, params: dict[str, Any]) -> bytes:
             raise
 
 
+class _Answer:
+    """What truss's `async_response_raise_errors` reads of an error answer."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self._body = body
+
+    async def json(self) -> Any:
+        return json.loads(self._body)
+
+
+def _body_of(params: dict[str, Any]) -> bytes:
+    if "json" in params:
+        return json.dumps(params["json"]).encode()
+    data = params.get("data", b"")
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
 async def _post_once(stub: Any, params: dict[str, Any], timeout: float) -> bytes:
-    import aiohttp
     from truss_chains.remote_chainlet import utils
 
     async with _limit(stub):
         table = direct_calls.table_for(stub._target_url)
         lease = table.pick() if table is not None else None
         if lease is not None:
-            session = direct_calls.peer_session(table, timeout)  # type: ignore[arg-type]
+            assert table is not None
+            pool = direct_calls.peer_pool(table, timeout)
             try:
-                if session is not None:
-                    kwargs = direct_calls.with_key(params, lease.peer)
-                    async with session.post(lease.peer.predict_url, **kwargs) as response:
-                        await utils.async_response_raise_errors(response, stub.name)
-                        data: bytes = await response.read()
-                        return data
-            except aiohttp.ClientConnectorError:
+                if pool is not None:
+                    headers = {**params["headers"], direct_calls.REPLICA_KEY_HEADER: lease.peer.key}
+                    answer = await pool.post(lease.peer.predict_url, _body_of(params), headers)
+                    if answer.status >= 400:
+                        await utils.async_response_raise_errors(
+                            _Answer(answer.status, answer.body), stub.name
+                        )
+                    data: bytes = answer.body
+                    return data
+            except http_client.ConnectFailed:
                 lease.refused()  # nothing was sent: the gateway takes it, below
                 lease = None
             finally:

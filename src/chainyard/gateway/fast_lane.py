@@ -1,11 +1,12 @@
 """The inference routes, served without the web framework in the way.
 
 Every inference request used to cross FastAPI's routing over a hundred management routes, its
-dependency solving (which ran a plain `def` dependency in a worker thread) and four middlewares
-written for the management API, at a cost several times that of the replica's own answer. This
-middleware sits in front of them: a POST to one of the inference routes (`run_remote`, a model's
+dependency solving (which ran a plain `def` dependency in a worker thread), FastAPI's own
+middlewares (its telemetry among them) and four written for the management API, at a cost
+several times that of the replica's own answer. This lane sits in front of all of them
+(api/app.py::ChainyardApp): a POST to one of the inference routes (`run_remote`, a model's
 `predict`, a replica's call to its dependency) goes straight to the route's own function with a
-Starlette `Request`; anything else goes on to the app.
+Starlette `Request`; anything else goes on to the framework.
 
 The routes are taken from the gateway's routers, so the lane serves exactly the paths, parameters
 and handlers that FastAPI would. What the skipped middlewares did for these paths is done here or
@@ -17,6 +18,7 @@ relabelled it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -26,6 +28,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainyard.gateway.bodies import refuse_too_large
+from chainyard.gateway.router import inference_error
+
+log = logging.getLogger("chainyard.gateway")
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -59,7 +64,12 @@ class FastLane:
             if await refuse_too_large(scope, send, self.max_body_bytes):
                 return
             request = Request(scope, receive)
-            response = await route.endpoint(**params, request=request, core=self.core)
+            try:
+                response = await route.endpoint(**params, request=request, core=self.core)
+            except Exception:
+                # What the framework's last-resort handler did for these routes.
+                log.exception("unhandled error on POST %s", path)
+                response = inference_error(500, "internal error", "internal_baseten_error")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
