@@ -6,15 +6,18 @@ and a stream reader per call, and runs its tracing hooks: for a small call to a 
 loopback that was more CPU than the replica's whole answer. Here a call is one `write` of the
 request and one parser pass over the answer, on a pooled connection.
 
-What it does: POST/GET with a bytes body, answers with a Content-Length or chunked body read
-whole, keep-alive pooling per address (idle connections are dropped after `idle_seconds`, and
-whenever the server closes them), a bound on the wait for each read. What it does not: redirects,
-cookies, proxies, TLS, compressed answers, streamed request bodies. Callers that need those use
-aiohttp.
+What it does: a request with a bytes body; its answer read whole (`post`) or as it comes
+(`open`, then `Answer.chunks`: a streamed answer, whose reading pauses while the reader lags);
+Content-Length and chunked answers; keep-alive pooling per address (an idle connection is dropped
+after `idle_seconds`, and whenever the server closes it); a bound on each wait for the answer.
+What it does not: redirects, cookies, proxies, TLS, compressed answers, streamed request bodies.
+Callers that need those use aiohttp.
 
 Errors: `ConnectFailed` when no connection could be made (nothing was sent: another address may
-take the call), `Disconnected` when the server closed the connection before its whole answer
-(`head` says whether the answer had begun), `TimeoutError` when a read waited past the bound.
+take the call), `Disconnected` when the server closed the connection before the end of its answer
+(`head` says whether the answer had begun), `TimeoutError` when a wait passed its bound. A
+kept-alive connection that the server closed just as the request went out (no byte of an answer
+came) is replaced, and the request sent once more: the server cannot have read it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httptools
+
+# A streamed answer's bytes buffered ahead of its reader before the connection stops reading.
+HIGH_WATER = 2**20
+LOW_WATER = 2**18
 
 
 class ConnectFailed(OSError):
@@ -41,6 +48,8 @@ class Disconnected(ConnectionError):
 
 
 class Response:
+    """An answer read whole."""
+
     __slots__ = ("body", "headers", "status")
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -49,22 +58,113 @@ class Response:
         self.body = body
 
 
+class Answer:
+    """An answer whose head has come; its body is read whole (`read`) or as it comes (`chunks`).
+    `release` hands the connection back (to the pool once the body is complete, else closed);
+    call it whatever happens."""
+
+    def __init__(self, connection: _Connection, pool: Pool, address: tuple[str, int]) -> None:
+        self._connection = connection
+        self._pool = pool
+        self._address = address
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._paused = False
+        self.done = False
+        self.error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._released = False
+
+    # -- fed by the connection -----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._connection.pause_reading()
+        self._wake()
+
+    def _finish(self, error: Exception | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.error = error
+        self._wake()
+
+    # -- read ----------------------------------------------------------------------------------
+
+    async def _wait(self) -> None:
+        self._waiter = self._connection.loop.create_future()
+        limit = self._pool.read_timeout
+        if limit is None:
+            await self._waiter
+        else:
+            async with asyncio.timeout(limit):
+                await self._waiter
+
+    def _take(self) -> bytes:
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._paused and self._buffered < LOW_WATER:
+            self._paused = False
+            self._connection.resume_reading()
+        return data
+
+    async def read(self) -> bytes:
+        while not self.done:
+            await self._wait()
+        if self.error is not None:
+            raise self.error
+        data = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+        self._chunks.clear()
+        self._buffered = 0
+        return data
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                yield self._take()
+            elif self.done:
+                if self.error is not None:
+                    raise self.error
+                return
+            else:
+                await self._wait()
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        connection = self._connection
+        if self.done and self.error is None and not self._chunks and connection.reusable:
+            self._pool._put_back(self._address, connection)
+        else:
+            connection.close()
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.reusable = True
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
-        self._answer: asyncio.Future[Response] | None = None
+        self._head: asyncio.Future[Answer] | None = None
+        self._answer: Answer | None = None
         self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
-        self._head = False
-        self._status = 0
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
+    # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport, only alike.
@@ -74,59 +174,78 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(Disconnected(f"bad answer: {exc}", head=self._head))
+            self._fail(f"bad answer: {exc}")
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail(Disconnected(f"connection closed: {exc or 'by the server'}", head=self._head))
+        self._fail(f"connection closed: {exc or 'by the server'}")
 
-    # -- httptools callbacks ---------------------------------------------------------------
+    # -- httptools' callbacks ------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self._head = True
-        self._status = self._parser.get_status_code()
+        answer = self._answer
+        if answer is None:
+            return
+        answer.status = self._parser.get_status_code()
+        answer.headers = self._headers
+        head, self._head = self._head, None
+        if head is not None and not head.done():
+            head.set_result(answer)
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._answer is not None:
+            self._answer._feed(body)
 
     def on_message_complete(self) -> None:
-        answer = self._answer
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        response = Response(self._status, self._headers, body)
         if not self._parser.should_keep_alive():
-            self.close()
-        self._answer = None
-        if answer is not None and not answer.done():
-            answer.set_result(response)
+            self.reusable = False
+        answer, self._answer = self._answer, None
+        if answer is not None:
+            answer._finish()
 
-    # -- use -------------------------------------------------------------------------------
+    # -- use -----------------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> asyncio.Future[Response]:
+    def send(self, data: bytes, pool: Pool, address: tuple[str, int]) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self._headers = {}
-        self._body = []
-        self._head = False
-        self._answer = self._loop.create_future()
+        self._answer = Answer(self, pool, address)
+        self._head = self.loop.create_future()
         self.transport.write(data)
-        return self._answer
+        return self._head
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, message: str) -> None:
+        self.reusable = False
+        head, self._head = self._head, None
+        if head is not None and not head.done():
+            head.set_exception(Disconnected(message, head=False))
+            self._answer = None
+            return
         answer, self._answer = self._answer, None
-        if answer is not None and not answer.done():
-            answer.set_exception(exc)
+        if answer is not None:
+            answer._finish(Disconnected(message, head=True))
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True
+        self.reusable = False
         if self.transport is not None:
             self.transport.close()
 
 
 class Pool:
-    """Keep-alive connections by address, for the event loop it is first used on."""
+    """Keep-alive connections by address, for the event loop it is first used on.
+    `read_timeout` bounds each wait for the answer (its head, then each part of its body)."""
 
     def __init__(
         self,
@@ -134,36 +253,30 @@ class Pool:
         connect_timeout: float = 10.0,
         read_timeout: float | None = None,
         idle_seconds: float = 30.0,
-        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.idle_seconds = idle_seconds
         self._idle: dict[tuple[str, int], collections.deque[_Connection]] = {}
-        self._fixed = "".join(f"{k}: {v}\r\n" for k, v in headers)
         self.closed = False
 
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: dict[str, str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Response:
-        return await self.request("POST", url, body, headers, timeout=timeout)
+    async def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> Response:
+        """The whole answer to a POST."""
+        answer = await self.open("POST", url, body, headers)
+        try:
+            data = await answer.read()
+        finally:
+            answer.release()
+        return Response(answer.status, answer.headers, data)
 
-    async def request(
+    async def open(
         self,
         method: str,
         url: str,
         body: bytes = b"",
         headers: dict[str, str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Response:
-        """The whole answer. `timeout` bounds the wait for it (default: the pool's
-        `read_timeout`), not the connect."""
+    ) -> Answer:
+        """The answer, once its head has come; release it when done with it."""
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only http:// URLs: {url!r}")
@@ -173,37 +286,34 @@ class Pool:
             target += "?" + parts.query
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         head = (
-            f"{method} {target} HTTP/1.1\r\nhost: {parts.netloc}\r\n{self._fixed}{extra}"
+            f"{method} {target} HTTP/1.1\r\nhost: {parts.netloc}\r\n{extra}"
             f"content-length: {len(body)}\r\n\r\n"
         )
         data = head.encode("latin-1") + body
         connection, reused = await self._connection(address)
         try:
-            answer = connection.send(data)
-            limit = self.read_timeout if timeout is None else timeout
-            if limit is None:
-                response = await answer
-            else:
-                async with asyncio.timeout(limit):
-                    response = await answer
-        except Disconnected as exc:
+            return await self._head(connection.send(data, self, address))
+        except Disconnected:
             connection.close()
-            if reused and not exc.head:
-                # A kept-alive connection the server had closed as we sent on it: the request
-                # was not read. Once more, on a new connection.
-                connection, _ = await self._connection(address, fresh=True)
-                try:
-                    response = await asyncio.wait_for(connection.send(data), self.read_timeout)
-                except BaseException:
-                    connection.close()
-                    raise
-            else:
+            if not reused:
                 raise
         except BaseException:
             connection.close()
             raise
-        self._put_back(address, connection)
-        return response
+        # A kept-alive connection the server closed as the request went out: the request was not
+        # read (no byte of an answer came). Once more, on a new connection.
+        connection, _ = await self._connection(address, fresh=True)
+        try:
+            return await self._head(connection.send(data, self, address))
+        except BaseException:
+            connection.close()
+            raise
+
+    async def _head(self, head: asyncio.Future[Answer]) -> Answer:
+        if self.read_timeout is None:
+            return await head
+        async with asyncio.timeout(self.read_timeout):
+            return await head
 
     async def _connection(
         self, address: tuple[str, int], *, fresh: bool = False
@@ -245,6 +355,3 @@ class Pool:
         if address is not None:
             return len(self._idle.get(address, ()))
         return sum(len(v) for v in self._idle.values())
-
-    def __repr__(self) -> str:
-        return f"Pool(idle={self.idle_count()})"

@@ -169,3 +169,46 @@ def test_a_late_answer_is_a_timeout_and_a_cut_one_a_disconnect() -> None:
         pool.close()
 
     run(handler, scenario)
+
+
+def test_a_streamed_answer_comes_part_by_part_and_its_connection_is_reused_after() -> None:
+    connections: list[int] = []
+    go = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while True:
+            try:
+                head, _ = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if b"/stream" in head:
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n")
+                await writer.drain()
+                await go.wait()
+                writer.write(b"2\r\ncd\r\n0\r\n\r\n")
+            else:
+                writer.write(_ok(b"plain"))
+            await writer.drain()
+
+    async def scenario(url: str) -> None:
+        pool = http_client.Pool(read_timeout=5)
+        answer = await pool.open("POST", f"{url}/stream")
+        assert answer.status == 200 and not answer.done  # the head came before the body ended
+        parts = answer.chunks()
+        assert await parts.__anext__() == b"ab"
+        go.set()
+        assert [p async for p in parts] == [b"cd"]
+        answer.release()
+        assert (await pool.post(f"{url}/plain", b"")).body == b"plain"
+        # An answer released before its end takes its connection with it.
+        go.clear()
+        unread = await pool.open("POST", f"{url}/stream")
+        unread.release()
+        assert pool.idle_count() == 0
+        go.set()
+        assert (await pool.post(f"{url}/plain", b"")).body == b"plain"
+        pool.close()
+
+    run(handler, scenario)
+    assert len(connections) == 2  # the second after the unread answer, not before

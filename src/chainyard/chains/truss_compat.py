@@ -1,4 +1,5 @@
-"""The one place that calls truss_chains' private API (pinned truss version, see pyproject).
+"""Where we call truss_chains' private API (pinned truss version, see pyproject), with
+chains/stub_calls.py (a dependency's async call, which reads the stub's options and helpers).
 
 truss_chains registers chainlet classes when they are defined and offers an importer that loads a
 chain file and picks its entrypoint. We use those, and read each chainlet's descriptor: name,

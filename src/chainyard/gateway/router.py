@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -21,6 +20,7 @@ from chainyard.abortable import AbortableStream, StreamBrokenOff
 from chainyard.domain.addresses import without_addresses
 from chainyard.domain.body_limits import DEFAULT_MAX_BODY_BYTES, too_large_message
 from chainyard.gateway import bodies
+from chainyard.gateway import upstream as upstream_clients
 from chainyard.gateway.direct import DirectDemand
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
 
@@ -138,7 +138,7 @@ class ReplicaRouter:
         self._credentials: dict[tuple[str, str], str] = {}
         # Chainlet id -> requests queued in `acquire`, woken when a slot of it is released.
         self._slot_waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._clients: upstream_clients.Clients | None = None
 
     def stop_waiting(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Answers the long-polls now (from a signal handler too: `loop` is the router's)."""
@@ -148,18 +148,11 @@ class ReplicaRouter:
             self.stopping.set()
 
     async def start(self) -> None:
-        # Measured faster than httpx for many small requests (see docs/bench.md).
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            # A bound on each wait for the replica (its answer, or the next chunk of a stream),
-            # not on the whole exchange: an LLM's stream may well run longer than that.
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=self.request_timeout),
-        )
+        self._clients = upstream_clients.Clients(self.request_timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._clients is not None:
+            await self._clients.close()
 
     def ready_addresses(self, chainlet_id: str) -> list[str]:
         generation = self.runtime.generation
@@ -297,7 +290,7 @@ class ReplicaRouter:
     ) -> Response:
         """Sends the request to one of `addresses`, at most `limit` at a time per replica. When a
         replica refuses the connection, tries another; with none left, raises ReplicasGone."""
-        assert self._session is not None
+        assert self._clients is not None
         try:
             body = await bodies.prepare(request, self.max_body_bytes)
         except bodies.BodyTooLarge as exc:
@@ -336,10 +329,10 @@ class ReplicaRouter:
         while True:
             tried.add(address)
             try:
-                upstream = await self._session.post(
+                upstream = await self._clients.post(
                     f"{address}/v1/models/model:predict",
-                    data=body if isinstance(body, bytes) else body.chunks(),
-                    headers={**headers, **self.credential_headers(chainlet_id, address)},
+                    body if isinstance(body, bytes) else body.chunks(),
+                    {**headers, **self.credential_headers(chainlet_id, address)},
                 )
                 break
             except bodies.BodyTooLarge:
@@ -349,12 +342,18 @@ class ReplicaRouter:
             except TimeoutError:
                 release()
                 return inference_error(504, "the chainlet did not answer in time", "timeout")
-            except aiohttp.ClientOSError as exc:
+            except (*upstream_clients.BROKEN, upstream_clients.ConnectFailed) as exc:
                 if (refused := too_large()) is not None:
                     return refused
-                if isinstance(body, bodies.StreamedBody) and body.started:
-                    # Part of a streamed body is gone: it cannot be sent again.
+                caller_gone = isinstance(body, bodies.StreamedBody) and body.caller_gone
+                started = isinstance(body, bodies.StreamedBody) and body.started
+                if caller_gone or not upstream_clients.not_delivered(exc) or started:
+                    # Delivered (or part of a streamed body is gone): it cannot be sent again.
                     release()
+                    if caller_gone:
+                        return inference_error(
+                            400, "the caller went away before the end of its body", "client_error"
+                        )
                     return _unreachable(exc)
                 # Refused, or the pooled connection was closed under us while sending (a replica
                 # shutting down closes its idle connections): the request was not delivered, so
@@ -369,15 +368,6 @@ class ReplicaRouter:
                 self.release_slot(chainlet_id, address)
                 address = others[0]
                 self.load[address] += 1
-            except aiohttp.ClientError as exc:
-                if (refused := too_large()) is not None:
-                    return refused
-                release()
-                if isinstance(body, bodies.StreamedBody) and body.caller_gone:
-                    return inference_error(
-                        400, "the caller went away before the end of its body", "client_error"
-                    )
-                return _unreachable(exc)
             except Exception:
                 release()  # whatever went wrong, the replica's slot must not stay taken
                 raise
@@ -387,9 +377,9 @@ class ReplicaRouter:
 
             async def chunks() -> AsyncIterator[bytes]:
                 try:
-                    async for chunk in upstream.content.iter_any():
+                    async for chunk in upstream.chunks():
                         yield chunk
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except (*upstream_clients.BROKEN, TimeoutError) as exc:
                     # The replica broke its answer off (its chainlet failed mid-stream, or it
                     # went away): break ours off too, so the caller sees an error, not a
                     # shorter body.
@@ -417,7 +407,7 @@ class ReplicaRouter:
             )
         try:
             data = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (*upstream_clients.BROKEN, TimeoutError) as exc:
             return inference_error(
                 502,
                 "the chainlet's replica broke the connection",
