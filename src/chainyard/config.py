@@ -50,11 +50,13 @@ class ServerConfig:
     autoscale_interval: float = 0.5
     run_autoscaler: bool = True
     # Ray runtime: the cluster to use (None starts a Ray on this machine), how long a replica that
-    # no node can take waits before it fails, and where chainlets' data dirs live on each node
-    # (None: the node's temp dir). See docs/ray.md.
+    # no node can take waits before it fails, where chainlets' data dirs live on each node
+    # (None: the node's temp dir), and how long the server waits for Ray to answer at start.
+    # See docs/ray.md.
     ray_address: str | None = None
     ray_unschedulable_timeout: float = 120.0
     ray_data_dir: str | None = None
+    ray_connect_timeout: float = 60.0
     # Where replicas reach this server, when that is not host:port (replicas on other machines).
     advertise_url: str | None = None
     # Several servers on one database: this server's name in the control-loops lease (default
@@ -144,6 +146,8 @@ class ServerConfig:
             cfg.ray_unschedulable_timeout = float(env["CHAINYARD_RAY_UNSCHEDULABLE_TIMEOUT"])
         if "CHAINYARD_RAY_DATA_DIR" in env:
             cfg.ray_data_dir = env["CHAINYARD_RAY_DATA_DIR"]
+        if "CHAINYARD_RAY_CONNECT_TIMEOUT" in env:
+            cfg.ray_connect_timeout = float(env["CHAINYARD_RAY_CONNECT_TIMEOUT"])
         if "CHAINYARD_ADVERTISE_URL" in env:
             cfg.advertise_url = env["CHAINYARD_ADVERTISE_URL"]
         if "CHAINYARD_SERVER_ID" in env:

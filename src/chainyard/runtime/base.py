@@ -89,6 +89,11 @@ class ReplicaState:
     credential: str | None = dataclasses.field(default=None, repr=False)
 
 
+class RuntimeUnavailable(Exception):
+    """The runtime cannot start (e.g. its cluster does not answer); the message says why, for
+    the operator."""
+
+
 class RuntimeBackend(abc.ABC):
     name: str
 

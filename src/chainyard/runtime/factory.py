@@ -57,5 +57,6 @@ def make_runtime(config: ServerConfig) -> RuntimeBackend:
             unschedulable_timeout=config.ray_unschedulable_timeout,
             data_root=config.ray_data_dir,
             pass_env=config.pass_env,
+            connect_timeout=config.ray_connect_timeout,
         )
     raise UnknownRuntime(f"unknown runtime '{config.runtime}' (simulated, local, ray)")

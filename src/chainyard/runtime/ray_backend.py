@@ -23,7 +23,6 @@ import math
 import os
 import pathlib
 import secrets
-import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +32,7 @@ import aiohttp
 from chainyard.domain import replica_log
 from chainyard.domain.addresses import without_addresses
 from chainyard.interpreters import Interpreters
-from chainyard.runtime import health_verdicts, ray_compat, ray_messages
+from chainyard.runtime import health_verdicts, ray_compat, ray_connect, ray_messages
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -94,8 +93,10 @@ class RayRuntime(RuntimeBackend):
         data_root: str | None = None,
         health_interval: float = HEALTH_INTERVAL,
         pass_env: Sequence[str] = (),
+        connect_timeout: float = ray_connect.DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self.data_dir = data_dir
+        self.connect_timeout = connect_timeout
         # The variables replicas get from their node's environment; the rest is built from
         # scratch (runtime/replica_env.py).
         self.pass_env = tuple(pass_env)
@@ -106,6 +107,7 @@ class RayRuntime(RuntimeBackend):
         self.data_root = data_root
         self.health_interval = health_interval
         self._ray: Any = None
+        self._connection: ray_connect.RayConnection | None = None
         self._actor_cls: Any = None
         self._env_task: Any = None
         self._apt_task: Any = None
@@ -132,25 +134,24 @@ class RayRuntime(RuntimeBackend):
 
         from chainyard.runtime.ray_replica import ChainletReplica, apt_missing, environment_ready
 
-        self._ray = ray
-        # ray.init installs a SIGTERM handler that exits the process; the server's own handler
-        # (graceful shutdown that stops every replica) must stay. init runs before the server
-        # accepts requests, so blocking here holds nothing up.
-        previous = signal.getsignal(signal.SIGTERM)
         options: dict[str, Any] = {}
         if self.address == "local":
             # A Ray of our own serves this server only: no dashboard (and no port to collide).
             options["include_dashboard"] = False
-        try:
-            ray.init(
-                address=self.address,
-                namespace=NAMESPACE,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-                **options,
-            )
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        log.info("connecting to Ray at %s", self.address)
+        # Off the event loop and bounded: see ray_connect.
+        connection = ray_connect.RayConnection(
+            ray,
+            self.address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            **options,
+        )
+        await connection.open(self.connect_timeout)
+        # Only once connected: close() disconnects what start() connected.
+        self._connection = connection
+        self._ray = ray
         self._actor_cls = ray.remote(ChainletReplica)
         self._env_task = ray.remote(environment_ready)
         self._apt_task = ray.remote(apt_missing)
@@ -171,10 +172,11 @@ class RayRuntime(RuntimeBackend):
         self._replicas.clear()
         if self._session is not None:
             await self._session.close()
-        if self._ray is not None:
+        if self._connection is not None:
             # Our actors belong to this driver: disconnecting ends any that are left, and a
             # Ray started by us ("local") stops with it.
-            await asyncio.to_thread(self._ray.shutdown)
+            await self._connection.close()
+            self._connection = None
 
     # -- builds ----------------------------------------------------------------------------
 

@@ -21,13 +21,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from chainyard.api.limits import RateLimiter
 from chainyard.config import ServerConfig
 from chainyard.gateway.route_cache import ROUTING_TABLES
 from chainyard.metrics import Metrics
+from chainyard.runtime.base import RuntimeUnavailable
 from chainyard.server import (
     KEY_TABLES,
     ControlPlane,
@@ -290,17 +291,35 @@ class Controller:
                 process.kill()
                 process.wait()
 
+    async def _start_plane(self, stop: asyncio.Event) -> bool:
+        """Starts the control plane; False when `stop` came first. Starting the runtime may take
+        long (connecting to a cluster): a stop signal meanwhile ends it at once."""
+        starting = asyncio.create_task(self.plane.start(), name="chainyard-start-plane")
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if starting.done():
+            starting.result()  # the runtime's error, if it could not start
+            return True
+        log.warning("stopped while the control plane was starting")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
+
     async def run(self, listener: socket.socket, stop: asyncio.Event) -> None:
         """Serves until `stop` is set: workers first stop taking requests and finish theirs, then
         the control loops and the runtime stop."""
         self._loop = asyncio.get_running_loop()
-        await self.plane.start()
-        tasks = [
-            asyncio.create_task(self._push_views(), name="chainyard-push-views"),
-            asyncio.create_task(self._push_loads(), name="chainyard-push-loads"),
-            asyncio.create_task(self._supervise(listener), name="chainyard-supervise"),
-        ]
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if not await self._start_plane(stop):
+                return
+            tasks = [
+                asyncio.create_task(self._push_views(), name="chainyard-push-views"),
+                asyncio.create_task(self._push_loads(), name="chainyard-push-loads"),
+                asyncio.create_task(self._supervise(listener), name="chainyard-supervise"),
+            ]
             await stop.wait()
         finally:
             self._stopping = True
@@ -338,9 +357,16 @@ def serve(controller: Controller, listener: socket.socket) -> None:
             loop.add_signal_handler(signum, stop.set)
         await controller.run(listener, stop)
 
+    run: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
-
-        uvloop.run(main())
     except ImportError:
-        asyncio.run(main())
+        run = asyncio.run
+    else:
+        run = uvloop.run
+    try:
+        run(main())
+    except RuntimeUnavailable as exc:
+        # e.g. Ray does not answer: a message for the operator, not a traceback.
+        print(f"chainyard: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
