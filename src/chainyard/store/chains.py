@@ -64,6 +64,9 @@ class ChainDeployment(Base):
     # Replaced in its environment by a promotion: the autoscaler lets it go to zero when idle,
     # whatever its min_replica says.
     retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The chain's development deployment (docs/development.md): outside every environment,
+    # patched in place, at most one replica.
+    is_development: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     chainlets: Mapped[list[Chainlet]] = relationship(
         back_populates="deployment",
@@ -104,6 +107,10 @@ class Chainlet(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The autoscaling policy's memory (domain.autoscaling_policy.PolicyState), kept across restarts.
     autoscaler_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The source archive this chainlet runs when a patch made it differ from the deployment's
+    # (NULL: the deployment's), and the patch revision whose code it runs (0: as pushed).
+    artifact_digest: Mapped[str | None] = mapped_column(String(64))
+    code_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     deployment: Mapped[ChainDeployment] = relationship(back_populates="chainlets")
 

@@ -7,6 +7,7 @@ from chainyard.store import (
     credentials,
     environments,
     logs,
+    patches,
     secrets,
     workspaces,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "environments",
     "logs",
     "metadata",
+    "patches",
     "secrets",
     "workspaces",
 ]
