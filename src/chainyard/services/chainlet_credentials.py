@@ -57,14 +57,23 @@ def token_hash(token: str) -> str:
 
 def issue(core: Core, deployment_id: str, chainlet_id: str) -> str:
     """A new token for the chainlet's replicas; only its hash is stored."""
-    token = secrets.token_urlsafe(32)
+    return issue_many(core, [(deployment_id, chainlet_id)])[chainlet_id]
+
+
+def issue_many(core: Core, chainlets: list[tuple[str, str]]) -> dict[str, str]:
+    """`issue` for many (deployment id, chainlet id) in one transaction: a restarted server
+    issues one per running chainlet that calls another, tens of thousands at once."""
+    tokens = {chainlet_id: secrets.token_urlsafe(32) for _, chainlet_id in chainlets}
     with core.db.write() as session:
-        session.add(
+        session.add_all(
             ChainletCredential(
-                token_hash=token_hash(token), deployment_id=deployment_id, chainlet_id=chainlet_id
+                token_hash=token_hash(tokens[chainlet_id]),
+                deployment_id=deployment_id,
+                chainlet_id=chainlet_id,
             )
+            for deployment_id, chainlet_id in chainlets
         )
-    return token
+    return tokens
 
 
 def reach(core: Core, token: str) -> Reach:
