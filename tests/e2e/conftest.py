@@ -28,6 +28,10 @@ KEY = "e2eadmin1.0123456789abcdefghijklmnop"
 CHAINYARD = [sys.executable, "-m", "chainyard.cli.main"]
 # On the Ray runtime: how long a replica that no node can take waits before it fails.
 RAY_UNSCHEDULABLE_TIMEOUT = 10.0
+# Worker processes beside the controller: the default shape (controller + workers) with the
+# fewest processes. Each worker costs a server start about a second of CPU on a 2-core machine,
+# and these servers start about a hundred times a run; test_workers.py runs several.
+WORKERS = 1
 
 
 def _free_port() -> int:
@@ -62,6 +66,7 @@ class LiveServer:
     ray: RayCluster | None = None
     ray_unschedulable_timeout: float = RAY_UNSCHEDULABLE_TIMEOUT
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    workers: int = WORKERS
 
     @property
     def url(self) -> str:
@@ -96,7 +101,13 @@ class LiveServer:
 
     def start(self) -> None:
         runtime_args, runtime_env = self._runtime_args()
-        env = {**os.environ, **runtime_env, **self.env, "CHAINYARD_BOOTSTRAP_API_KEY": KEY}
+        env = {
+            **os.environ,
+            "CHAINYARD_WORKERS": str(self.workers),
+            **runtime_env,
+            **self.env,
+            "CHAINYARD_BOOTSTRAP_API_KEY": KEY,
+        }
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [

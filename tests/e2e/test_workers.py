@@ -37,7 +37,8 @@ def _server(root: pathlib.Path, **env: str) -> Iterator[LiveServer]:
         data_dir=root / "data",
         port=_free_port(),
         log=root / "server.log",
-        env={"CHAINYARD_WORKERS": str(WORKERS), **env},
+        env=env,
+        workers=WORKERS,
     )
     if env.get("CHAINYARD_RUNTIME"):
         server.runtime = env["CHAINYARD_RUNTIME"]
@@ -194,7 +195,7 @@ def test_stopping_the_server_finishes_the_requests_it_holds(
         data_dir=root / "data",
         port=_free_port(),
         log=root / "server.log",
-        env={"CHAINYARD_WORKERS": str(WORKERS)},
+        workers=WORKERS,
     )
     server.start()
     try:

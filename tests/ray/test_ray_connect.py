@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.e2e.conftest import CHAINYARD, KEY, _free_port, wait_for
@@ -121,6 +122,9 @@ def test_sigterm_stops_a_server_still_connecting_to_ray(
         process = serve(tmp_path, env, nothing_listens(), out)
     try:
         wait_for(lambda: "connecting to Ray at" in log.read_text(), timeout=60, what="connect")
+        # Started before the controller, still waiting for their settings.
+        workers = psutil.Process(process.pid).children()
+        assert workers
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
@@ -128,6 +132,8 @@ def test_sigterm_stops_a_server_still_connecting_to_ray(
             process.kill()
             process.wait()
     assert "stopped while the control plane was starting" in log.read_text()
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers left running: {alive}"
 
 
 def test_a_server_that_cannot_reach_ray_says_so(

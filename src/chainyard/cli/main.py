@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import pathlib
 from typing import Annotated, Any
@@ -121,7 +122,6 @@ def serve(
     """Start the server (API, reconciler, runtime)."""
 
     from chainyard.config import ServerConfig, parse_names, parse_pythons, parse_size
-    from chainyard.server import create_app
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -184,17 +184,39 @@ def serve(
         "proxy_headers": forwarded_allow_ips is not None,
         "forwarded_allow_ips": forwarded_allow_ips,
     }
+    spawned: list[Any] = []
+    if processes:
+        from chainyard.workers import spawn
+
+        try:
+            listener = spawn.bind(host, port)
+        except OSError as exc:
+            typer.echo(f"chainyard: cannot start: cannot listen on {host}:{port}: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        # Before the controller is imported and built: the workers import the server's modules
+        # meanwhile (workers/spawn.py).
+        spawned = [spawn.spawn(listener) for _ in range(processes)]
     try:
         if processes == 0:
+            from chainyard.server import create_app
+
             application = create_app(config)
             key_file = application.state.initial_key_file
             banner = application.state.protections_banner
         else:
             from chainyard.workers.controller import Controller
 
-            controller = Controller(
-                config, workers=processes, uvicorn_options=http_options, log_level=log_level
-            )
+            try:
+                controller = Controller(
+                    config,
+                    workers=processes,
+                    uvicorn_options=http_options,
+                    log_level=log_level,
+                    spawned=spawned,
+                )
+            except BaseException:
+                spawn.discard(spawned)
+                raise
             key_file = controller.initial_key_file
             banner = controller.banner()
     except ChainyardError as exc:
@@ -229,16 +251,17 @@ def serve(
         return
     from chainyard.workers import controller as controller_process
 
-    try:
-        listener = controller_process.bind(host, port)
-    except OSError as exc:
-        typer.echo(f"chainyard: cannot start: cannot listen on {host}:{port}: {exc}", err=True)
-        raise typer.Exit(2) from exc
     controller_process.serve(controller, listener)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The interpreter's teardown runs full garbage collections over everything still
+        # loaded: half a second for a server process, most of its clean stop. Frozen objects
+        # are skipped; the memory goes back with the process anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":

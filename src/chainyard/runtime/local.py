@@ -145,8 +145,8 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        for host in list(self._hosts.values()):
-            await self._stop_host(host)
+        # All at once: each host waits for its replicas to finish what they serve.
+        await asyncio.gather(*(self._stop_host(host) for host in list(self._hosts.values())))
         self._hosts.clear()
         self._replicas.clear()
         if self._session is not None:

@@ -1,6 +1,7 @@
 """The controller process of `chainyard serve`: it owns the store's migrations, the runtime, the
-control loops and the cluster lease (server.ControlPlane), binds the listening socket, and keeps
-`workers` worker processes serving on it (restarting one that dies).
+control loops and the cluster lease (server.ControlPlane), and keeps `workers` worker processes
+serving on the listening socket (restarting one that dies). `serve` binds that socket and starts
+the first workers before it builds the controller (workers/spawn.py).
 
 Over each worker's channel it pushes the replica view (each generation of the membership's, with
 the server's status), the gateways' summed load (for every worker's live view), and cache drops
@@ -21,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from chainyard.api.limits import RateLimiter
@@ -37,7 +38,7 @@ from chainyard.server import (
     control_plane,
     failure_throttle,
 )
-from chainyard.workers import metric_families
+from chainyard.workers import metric_families, spawn
 from chainyard.workers.channel import Message, Peer
 from chainyard.workers.view import encode
 from chainyard.workers.worker import WorkerSettings
@@ -62,6 +63,7 @@ class Controller:
         workers: int,
         uvicorn_options: Mapping[str, Any],
         log_level: str,
+        spawned: Sequence[spawn.Spawned] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("a controller needs at least one worker")
@@ -82,6 +84,8 @@ class Controller:
         self._peers: dict[int, Peer] = {}
         self._loads: dict[int, Message] = {}
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        # Workers started ahead (workers/spawn.py), each waiting for its settings.
+        self._spawned = list(spawned)
         self._stopping = False
         self._channels: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -209,31 +213,26 @@ class Controller:
     # -- workers ----------------------------------------------------------------------------
 
     async def _start_worker(self, index: int, listener: socket.socket) -> None:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A worker started before the controller was built (workers/spawn.py), or a new one.
+        worker = self._spawned.pop(0) if self._spawned else spawn.spawn(listener)
         settings = WorkerSettings(
             config=self.config,
             index=index,
             listen_fd=listener.fileno(),
-            channel_fd=theirs.fileno(),
+            channel_fd=worker.channel_fd,
             uvicorn=self.uvicorn_options,
             log_level=self.log_level,
             controller_pid=os.getpid(),
         )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chainyard.workers.worker"],
-            stdin=subprocess.PIPE,
-            pass_fds=(listener.fileno(), theirs.fileno()),
-            # Out of the terminal's process group: a Ctrl-C reaches the controller alone, which
-            # then stops the workers gracefully (a second signal would make uvicorn drop the
-            # requests it holds).
-            start_new_session=True,
-        )
-        theirs.close()
+        process = worker.process
         assert process.stdin is not None
-        process.stdin.write(pickle.dumps(settings))
-        process.stdin.close()
+        # BrokenPipeError: it died before it read them; the supervisor starts another.
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(pickle.dumps(settings))
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
         self._processes[index] = process
-        reader, writer = await asyncio.open_unix_connection(sock=mine)
+        reader, writer = await asyncio.open_unix_connection(sock=worker.channel)
         peer = Peer(reader, writer, self._handle)
         peer.info = {"worker": index}
         self._peers[index] = peer
@@ -327,24 +326,13 @@ class Controller:
             for task in tasks:
                 task.cancel()
             await self._stop_workers()
+            # Stopped before every worker got its settings.
+            spawn.discard(self._spawned)
+            self._spawned.clear()
             for peer in list(self._peers.values()):
                 peer.close()
             await self.plane.stop()
             self.core.db.dispose()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (bound once, passed to each worker)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(2048)
-    # Not inheritable (Python's default, kept on purpose): `Popen(pass_fds=...)` hands it to the
-    # workers alone. The runtime starts replica hosts under uvloop, whose spawn keeps every
-    # inheritable descriptor open in the child: a replica holding this socket could accept the
-    # server's connections, with their API keys.
-    return listener
 
 
 def serve(controller: Controller, listener: socket.socket) -> None:

@@ -3,8 +3,10 @@ routing to the replica view the controller pushes (workers/view.py). It runs no 
 what the API's writes must tell the loops, and what its gateway holds (the autoscaler's demand),
 go to the controller over the channel.
 
-Started by the controller as `python -m chainyard.workers.worker`, with its settings pickled on
-stdin, the listening socket and its end of the channel (a socket pair) inherited. It stops when the
+Started as `python -m chainyard.workers.worker` (workers/spawn.py), with its settings pickled on
+stdin, the listening socket and its end of the channel (a socket pair) inherited. The first
+workers start before the controller is built: they import while it starts, then read their
+settings. It stops when the
 controller does: a SIGTERM from it, the channel closing, or the controller's death (the kernel
 sends SIGKILL to an orphan, so that no worker keeps the port serving a frozen table).
 """
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import logging
 import os
 import pickle
@@ -198,7 +201,10 @@ def _die_with_parent() -> None:
 
 
 def main() -> None:
-    settings: WorkerSettings = pickle.load(sys.stdin.buffer)
+    try:
+        settings: WorkerSettings = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return  # the server stopped before it handed this worker its settings (workers/spawn.py)
     _die_with_parent()
     if os.getppid() != settings.controller_pid:
         sys.exit(1)  # the controller died before the line above took effect
@@ -218,7 +224,11 @@ def main() -> None:
         app.state.router,
     )
     server.append(uvicorn_server)
-    uvicorn_server.run(sockets=[listener])
+    try:
+        uvicorn_server.run(sockets=[listener])
+    finally:
+        # A quick exit: the interpreter's teardown would walk the whole heap (cli/main.py).
+        gc.freeze()
 
 
 if __name__ == "__main__":
