@@ -243,8 +243,8 @@ class DeployManifest(BaseModel):
 
     @model_validator(mode="after")
     def _development_stays_outside_environments(self) -> DeployManifest:
-        # Baseten: a development deployment can't be promoted to an environment; and truss
-        # refuses --deployment-name without --publish (the development one is always so named).
+        # Baseten: a development deployment can't be promoted to an environment, and it is
+        # always named "development": another name would not be kept, so it is refused.
         if self.development and self.environment is not None:
             raise ValueError(
                 "a development deployment cannot be promoted into an environment: "
