@@ -14,7 +14,7 @@ from typing import Any
 from chainyard.cli.commands.logs import parse_duration
 from chainyard.sdk import Client
 from tests.cli.conftest import Cli, clean_env, command
-from tests.sdk.live import manifest_with
+from tests.sdk.live import hello_manifest, manifest_with
 
 
 def test_run_and_wake(cli: Cli, chain: dict[str, Any], tmp_path: pathlib.Path) -> None:
@@ -41,6 +41,26 @@ def test_run_and_wake(cli: Cli, chain: dict[str, Any], tmp_path: pathlib.Path) -
 
     assert "waking" in cli.ok("wake", chain["id"]).stdout
     assert json.loads(cli.ok("wake", chain["id"], "-o", "json").stdout) == {"ok": True}
+
+
+def test_the_development_deployment(cli: Cli, client: Client, chain: dict[str, Any]) -> None:
+    manifest = {**hello_manifest(chain["name"], environment=None), "development": True}
+    development = client.chains.deploy(manifest).chain_deployment.id
+    client.deployments.wait_until_active(chain["id"], development, timeout=20)
+
+    table = cli.ok("deployments", "ls", chain["id"]).stdout
+    assert "(development)" in table
+    assert "(development)" in cli.ok("deployments", "get", chain["id"], development).stdout
+    listed = json.loads(cli.ok("deployments", "ls", chain["id"], "-o", "json").stdout)
+    assert {d["id"]: d["is_development"] for d in listed["deployments"]} == {
+        development: True,
+        chain["deployment_id"]: False,
+    }
+    answer = json.loads(cli.ok("run", chain["id"], "--development").stdout)
+    assert answer["deployment_id"] == development
+    assert "waking" in cli.ok("wake", chain["id"], "--development").stdout
+    both = cli("run", chain["id"], "--development", "-e", "production")
+    assert both.exit_code == 2
 
 
 def test_logs(cli: Cli, chain: dict[str, Any]) -> None:

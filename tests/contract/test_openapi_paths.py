@@ -4,11 +4,13 @@ compatible request and response schemas."""
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 import pytest
 
 from chainyard.server import create_app
+from tests.contract import wire_facts
 from tests.contract.spec_compat import compare_openapi, load_reference_spec
 from tests.support.server import fast_config
 
@@ -60,3 +62,45 @@ def test_comparator_notices_a_missing_operation(
     trimmed = {**ours, "paths": {p: v for p, v in ours["paths"].items() if "promote" not in p}}
     problems = compare_openapi(reference, trimmed, PREFIXES)
     assert any("promote" in p for p in problems)
+
+
+# The inference spec's synchronous operations: every one is served (the async ones are not).
+INFERENCE_SERVED = {
+    "runRemoteProduction",
+    "runRemoteDevelopment",
+    "runRemote",
+    "runRemoteDeployment",
+    "runRemoteRegional",
+    "wakeProduction",
+    "wakeDevelopment",
+    "wake",
+    "wakeDeployment",
+    "wakeRegional",
+}
+
+
+def _shape(path: str) -> str:
+    """A path with its parameters unnamed: only where they stand matters."""
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def test_every_run_remote_and_wake_operation_is_served_in_both_forms(
+    ours: dict[str, Any],
+) -> None:
+    """Baseten's inference paths (chain id in the Host header) and our path forms under
+    /chains/{chain_id}, for each run_remote and wake operation of the inference spec; the
+    regional ones (environment in the Host header, bare path) have only the Host form."""
+    spec = wire_facts.load(wire_facts.INFERENCE)
+    served = {_shape(path) for path, item in ours["paths"].items() if "post" in item}
+    covered: set[str] = set()
+    for path, item in spec["paths"].items():
+        operation = item.get("post")
+        if operation is None or not path.endswith(("/run_remote", "/wake")):
+            continue
+        if "async" in path:
+            continue
+        assert _shape(path) in served, path
+        if path not in ("/run_remote", "/wake"):
+            assert _shape("/chains/{chain_id}" + path) in served, path
+        covered.add(operation["operationId"])
+    assert covered == INFERENCE_SERVED

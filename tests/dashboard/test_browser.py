@@ -96,6 +96,11 @@ def test_change_an_instance_type_and_watch_the_promotion(
     page: Any, server: Server, artifacts: pathlib.Path
 ) -> None:
     name, chain_id, first = _deployed_chain(server)
+    with server.client() as client:
+        manifest = {**hello_manifest(chain_name=name, environment=None), "development": True}
+        response = client.post("/v1/chains/deploy", json=manifest)
+        assert response.status_code == 200, response.text
+        development = response.json()["chain_deployment"]["id"]
     problems = _collect_problems(page)
     expect = playwright_api.expect
     step = iter(range(1, 100))
@@ -123,6 +128,11 @@ def test_change_an_instance_type_and_watch_the_promotion(
         expect(page.get_by_test_id("chain-name")).to_have_text(name)
         env_row = page.locator("[data-testid=environment-row][data-environment='production']")
         expect(env_row).to_contain_text(first)
+        # The development deployment is badged as such in the list; the published one is not.
+        rows = "[data-testid=deployment-row][data-deployment-id='{}']"
+        badge = "development-badge"
+        expect(page.locator(rows.format(development)).get_by_test_id(badge)).to_be_visible()
+        expect(page.locator(rows.format(first)).get_by_test_id(badge)).to_have_count(0)
         shot("chain")
 
         env_row.get_by_test_id("environment-link").click()

@@ -157,6 +157,30 @@ def test_inference_routes(client: Client, name: str) -> None:
         client.chains.run_remote(chain_id, {}, environment="staging", deployment_id=current.id)
 
 
+def test_development_routes(client: Client, name: str) -> None:
+    chain_id, env = _deploy_promoted(client, name)
+    current = env.current_deployment
+    assert current is not None
+    with pytest.raises(NotFound) as none_yet:
+        client.chains.run_remote(chain_id, {}, development=True)
+    assert none_yet.value.code == "MODEL_DOES_NOT_EXIST"
+
+    manifest = {**hello_manifest(name, environment=None), "development": True}
+    development = client.chains.deploy(manifest).chain_deployment
+    assert development.is_development and development.environment is None
+    client.deployments.wait_until_active(chain_id, development.id, timeout=20)
+    answer = client.chains.run_remote(chain_id, {"n": 1}, development=True)
+    assert answer["deployment_id"] == development.id and answer["input"] == {"n": 1}
+    with client.chains.stream_remote(chain_id, {}, development=True) as stream:
+        assert development.id in b"".join(stream).decode()
+    client.chains.wake(chain_id, development=True)
+    assert client.chains.run_remote(chain_id, {})["deployment_id"] == current.id
+    listed = {d.id: d.is_development for d in client.deployments.list(chain_id).deployments}
+    assert listed == {development.id: True, current.id: False}
+    with pytest.raises(ValueError):
+        client.chains.run_remote(chain_id, {}, environment="production", development=True)
+
+
 def test_environments(client: Client, name: str) -> None:
     chain_id, env = _deploy_promoted(client, name)
     first = env.current_deployment

@@ -62,3 +62,25 @@ def test_a_declared_body_over_the_limit_is_refused_before_the_handler() -> None:
             assert answer.json()["error_code"] == "payload_too_large"
 
     asyncio.run(main())
+
+
+def test_the_gateway_s_development_routes_take_the_lane() -> None:
+    """The lane takes every inference POST ending in /run_remote or /predict, the development
+    ones included; wake stays with the framework."""
+    from chainyard.gateway import model_routes
+    from chainyard.gateway import routes as gateway_routes
+
+    lane = FastLane(
+        FastAPI(),
+        routes=[*gateway_routes.router.routes, *model_routes.router.routes],
+        max_body_bytes=10,
+        core=None,
+    )
+    taken = {route.path for route in lane._routes}
+    assert {
+        "/chains/{chain_id}/development/run_remote",
+        "/development/run_remote",
+        "/models/{model_id}/development/predict",
+        "/development/predict",
+    } <= taken
+    assert not {"/chains/{chain_id}/development/wake", "/development/wake"} & taken

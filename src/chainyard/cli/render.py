@@ -70,7 +70,8 @@ def deployments(items: Iterable[ChainDeploymentV1]) -> Table:
         out.add_row(
             d.id,
             status(d.status),
-            d.environment or "-",
+            # A development deployment is in no environment; this column is where one looks.
+            d.environment or ("(development)" if d.is_development else "-"),
             ", ".join(c.name for c in d.chainlets),
             when(d.created_at),
         )
@@ -91,6 +92,8 @@ def deployment(d: ChainDeploymentV1) -> RenderableType:
     header = Text(title) + status(d.status)
     if d.environment:
         header += Text(f" (serves {d.environment})")
+    if d.is_development:
+        header += Text(" (development)", style="magenta")
     return Group(header, chainlets(d))
 
 

@@ -38,6 +38,11 @@ class AutoscalingSettings:
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(AutoscalingSettings))
 
+# A development deployment "can't scale past one replica" and "scales to zero when not in use"
+# (Baseten); its other settings are the defaults. Spelt out rather than left to the defaults,
+# which may change for published deployments.
+DEVELOPMENT = AutoscalingSettings(min_replica=0, max_replica=1)
+
 
 # Inclusive ranges; None as an upper bound means unbounded. Baseten documents the window, delay,
 # utilization and scale-down-rate ranges; the replica bounds keep a typo from asking for a fleet.

@@ -1,10 +1,11 @@
 """Baseten's model predict URLs, for a `chains.ModelBase` pushed on its own.
 
 Baseten deploys such a file (`truss push model.py`) as a model, called at
-`model-{model_id}.<domain>/{production,environments/{env},deployment/{id}}/predict` with the same
-JSON body as a chainlet's run_remote (predict's arguments by name). chainyard deploys it as a chain
-of one, whose chain id stands for the model id: these routes are run_remote under the model's
-names, in the Host form (`model-{id}.<domain>`) and the path form `/models/{model_id}/...`.
+`model-{model_id}.<domain>/{production,development,environments/{env},deployment/{id}}/predict`
+with the same JSON body as a chainlet's run_remote (predict's arguments by name). chainyard deploys
+it as a chain of one, whose chain id stands for the model id: these routes are run_remote under
+the model's names, in the Host form (`model-{id}.<domain>`) and the path form
+`/models/{model_id}/...`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ async def predict_deployment(
     return await routes._run(request, core, model_id, deployment_id=deployment_id)
 
 
+@router.post("/models/{model_id}/development/predict")
+async def predict_development(model_id: str, request: Request, core: CoreDep) -> Response:
+    return await routes._run(request, core, model_id, development=True)
+
+
 @router.post("/environments/{env_name}/predict")
 async def host_predict_environment(env_name: str, request: Request, core: CoreDep) -> Response:
     return await routes._guarded(
@@ -69,4 +75,11 @@ async def host_predict_production(request: Request, core: CoreDep) -> Response:
 async def host_predict_deployment(deployment_id: str, request: Request, core: CoreDep) -> Response:
     return await routes._guarded(
         lambda: routes._run(request, core, _model_from_host(request), deployment_id=deployment_id)
+    )
+
+
+@router.post("/development/predict")
+async def host_predict_development(request: Request, core: CoreDep) -> Response:
+    return await routes._guarded(
+        lambda: routes._run(request, core, _model_from_host(request), development=True)
     )

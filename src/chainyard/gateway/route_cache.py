@@ -2,7 +2,9 @@
 without touching the store.
 
 A route is what `services.inference.resolve` answers for (workspace, chain, environment or
-deployment): the deployment and the entrypoint chainlet. It changes only when a chain, a
+deployment or the development deployment): the deployment and the entrypoint chainlet. A
+development push deletes the old development deployment and adds the new one in one transaction,
+which drops the cache like any other write to these tables. It changes only when a chain, a
 deployment or an environment row is written, and every such write transaction of this process
 drops the whole cache once it has committed (`Database.watch`). A resolution that started before
 such a commit may have read the old rows: it is not kept (the generation moved meanwhile).

@@ -1,6 +1,7 @@
-"""Baseten's inference paths for chains: run_remote and wake, per environment or deployment, on
-`/chains/{chain_id}/...` or on the bare path when the Host header is `chain-{chain_id}.<domain>`;
-plus the internal route that replicas' stubs use to call their dependencies."""
+"""Baseten's inference paths for chains: run_remote and wake, per environment or deployment or on
+the chain's development deployment, on `/chains/{chain_id}/...` or on the bare path when the Host
+header is `chain-{chain_id}.<domain>`; plus the internal route that replicas' stubs use to call
+their dependencies."""
 
 from __future__ import annotations
 
@@ -129,6 +130,7 @@ async def _resolve(
     environment: str | None,
     deployment_id: str | None,
     *,
+    development: bool = False,
     fresh: bool = False,
 ) -> inference.Target:
     """Where the request goes: remembered (gateway/route_cache.py), or read from the store when
@@ -137,7 +139,7 @@ async def _resolve(
     if not actor.can_invoke:
         raise Forbidden(f"an API key of type {actor.key_type} may not call chains")
     routes = _routes(request)
-    key = (actor.workspace_id, chain_id, environment, deployment_id)
+    key = (actor.workspace_id, chain_id, environment, deployment_id, development)
 
     async def lookup() -> inference.Target:
         return await run_in_threadpool(
@@ -147,6 +149,7 @@ async def _resolve(
             chain_id,
             environment=environment,
             deployment_id=deployment_id,
+            development=development,
         )
 
     if not fresh:
@@ -174,12 +177,23 @@ async def _run(
     *,
     environment: str | None = None,
     deployment_id: str | None = None,
+    development: bool = False,
 ) -> Response:
     async def resolve() -> inference.Target:
-        return await _resolve(request, core, chain_id, environment, deployment_id, fresh=True)
+        return await _resolve(
+            request,
+            core,
+            chain_id,
+            environment,
+            deployment_id,
+            development=development,
+            fresh=True,
+        )
 
     async def call() -> Response:
-        target = await _resolve(request, core, chain_id, environment, deployment_id)
+        target = await _resolve(
+            request, core, chain_id, environment, deployment_id, development=development
+        )
         return await _dispatch(request, core, target, resolve)
 
     return await _guarded(call)
@@ -233,9 +247,12 @@ async def _wake(
     *,
     environment: str | None = None,
     deployment_id: str | None = None,
+    development: bool = False,
 ) -> Response:
     async def call() -> Response:
-        target = await _resolve(request, core, chain_id, environment, deployment_id)
+        target = await _resolve(
+            request, core, chain_id, environment, deployment_id, development=development
+        )
         await run_in_threadpool(inference.wake, core, target.deployment_id)
         return JSONResponse({}, status_code=202)
 
@@ -285,6 +302,11 @@ async def run_deployment(
     return await _run(request, core, chain_id, deployment_id=deployment_id)
 
 
+@router.post("/chains/{chain_id}/development/run_remote")
+async def run_development(chain_id: str, request: Request, core: CoreDep) -> Response:
+    return await _run(request, core, chain_id, development=True)
+
+
 @router.post("/chains/{chain_id}/environments/{env_name}/wake", status_code=202)
 async def wake_environment(
     chain_id: str, env_name: str, request: Request, core: CoreDep
@@ -302,6 +324,11 @@ async def wake_deployment(
     chain_id: str, deployment_id: str, request: Request, core: CoreDep
 ) -> Response:
     return await _wake(request, core, chain_id, deployment_id=deployment_id)
+
+
+@router.post("/chains/{chain_id}/development/wake", status_code=202)
+async def wake_development(chain_id: str, request: Request, core: CoreDep) -> Response:
+    return await _wake(request, core, chain_id, development=True)
 
 
 # -- Baseten's own form: chain id in the Host header --------------------------------------------
@@ -328,6 +355,11 @@ async def host_run_deployment(deployment_id: str, request: Request, core: CoreDe
     )
 
 
+@router.post("/development/run_remote")
+async def host_run_development(request: Request, core: CoreDep) -> Response:
+    return await _guarded(lambda: _run(request, core, _chain_from_host(request), development=True))
+
+
 @router.post("/environments/{env_name}/wake", status_code=202)
 async def host_wake_environment(env_name: str, request: Request, core: CoreDep) -> Response:
     return await _guarded(
@@ -347,6 +379,11 @@ async def host_wake_deployment(deployment_id: str, request: Request, core: CoreD
     return await _guarded(
         lambda: _wake(request, core, _chain_from_host(request), deployment_id=deployment_id)
     )
+
+
+@router.post("/development/wake", status_code=202)
+async def host_wake_development(request: Request, core: CoreDep) -> Response:
+    return await _guarded(lambda: _wake(request, core, _chain_from_host(request), development=True))
 
 
 # -- regional hostnames: the environment is in the Host header, the path is bare -------------

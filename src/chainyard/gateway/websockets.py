@@ -2,18 +2,18 @@
 
 Baseten's URL of a WebSocket chain is its run_remote URL with `/websocket` for `/run_remote`
 (truss_chains forms it so): `wss://chain-{chain_id}.<domain>/environments/{env}/websocket`,
-`/production/websocket`, `/deployment/{id}/websocket`. chainyard serves those (the chain id in the
-Host header; `model-{id}` hosts too, for a chains.ModelBase pushed on its own) and the path forms
-`/chains/{chain_id}/.../websocket`.
+`/production/websocket`, `/deployment/{id}/websocket`, `/development/websocket`. chainyard serves
+those (the chain id in the Host header; `model-{id}` hosts too, for a chains.ModelBase pushed on
+its own) and the path forms `/chains/{chain_id}/.../websocket`.
 
 A connection is authenticated and resolved as run_remote is (`Authorization: Api-Key <key>` or
-`Bearer`; an environment's current deployment, or the named one). It wakes a deployment scaled to
-zero and waits for a replica as run_remote does. A refusal before the connection is accepted is an
-HTTP answer with the inference error body (401, 403, 404, 503), as for run_remote. Once accepted,
-messages flow both ways, text and bytes as sent, and the first side to close closes the other with
-the same code. An open connection counts as a request in flight of the entry chainlet, which the
-autoscaler scales on; it holds no predict_concurrency slot (truss's server runs WebSocket
-endpoints outside its predict semaphore).
+`Bearer`; an environment's current deployment, the chain's development deployment, or the named
+one). It wakes a deployment scaled to zero and waits for a replica as run_remote does. A refusal
+before the connection is accepted is an HTTP answer with the inference error body (401, 403, 404,
+503), as for run_remote. Once accepted, messages flow both ways, text and bytes as sent, and the
+first side to close closes the other with the same code. An open connection counts as a request
+in flight of the entry chainlet, which the autoscaler scales on; it holds no predict_concurrency
+slot (truss's server runs WebSocket endpoints outside its predict semaphore).
 """
 
 from __future__ import annotations
@@ -79,9 +79,11 @@ def install(app: FastAPI) -> None:
         ("/chains/{chain_id}/environments/{env_name}/websocket", "environment"),
         ("/chains/{chain_id}/production/websocket", "production"),
         ("/chains/{chain_id}/deployment/{deployment_id}/websocket", "deployment"),
+        ("/chains/{chain_id}/development/websocket", "development"),
         ("/environments/{env_name}/websocket", "environment"),
         ("/production/websocket", "production"),
         ("/deployment/{deployment_id}/websocket", "deployment"),
+        ("/development/websocket", "development"),
     ):
         app.router.routes.append(WebSocketRoute(path, _endpoint(where)))
 
@@ -91,7 +93,13 @@ def _endpoint(where: str) -> Callable[[WebSocket], Awaitable[None]]:
         params = websocket.path_params
         environment = {"environment": params.get("env_name"), "production": "production"}.get(where)
         deployment_id = params.get("deployment_id") if where == "deployment" else None
-        await _serve(websocket, params.get("chain_id"), environment, deployment_id)
+        await _serve(
+            websocket,
+            params.get("chain_id"),
+            environment,
+            deployment_id,
+            development=where == "development",
+        )
 
     return endpoint
 
@@ -117,6 +125,8 @@ async def _serve(
     chain_id: str | None,
     environment: str | None,
     deployment_id: str | None,
+    *,
+    development: bool = False,
 ) -> None:
     core: Core = websocket.app.state.core
     replicas: ReplicaRouter = websocket.app.state.router
@@ -130,6 +140,7 @@ async def _serve(
             chain_id or _chain_from_host(websocket),
             environment=environment,
             deployment_id=deployment_id,
+            development=development,
         )
 
     request_id = websocket.headers.get("x-baseten-request-id") or uuid.uuid4().hex

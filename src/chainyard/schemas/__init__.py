@@ -69,6 +69,7 @@ from chainyard.schemas.common import (
     UpdateAutoscalingSettingsStatusV1,
 )
 from chainyard.schemas.deploy import (
+    DEVELOPMENT_NAME,
     NAME_PATTERN,
     ActivateResponseV1,
     ChainletManifest,
@@ -116,6 +117,7 @@ from chainyard.schemas.secrets import (
 )
 
 __all__ = [
+    "DEVELOPMENT_NAME",
     "NAME_PATTERN",
     "APIKeyCategory",
     "APIKeyInfoV1",

@@ -24,6 +24,7 @@ from pydantic import (
 from chainyard.schemas.deployments import ChainDeploymentV1
 
 __all__ = [
+    "DEVELOPMENT_NAME",
     "NAME_PATTERN",
     "ActivateResponseV1",
     "BaseImageSpec",
@@ -35,6 +36,8 @@ __all__ = [
     "RequirementsFileSpec",
 ]
 
+# The name of every development deployment, as on Baseten.
+DEVELOPMENT_NAME = "development"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
@@ -219,6 +222,12 @@ class DeployManifest(BaseModel):
     environment: Name | None = Field(
         default=None, description="Environment to promote the deployment into"
     )
+    development: StrictBool = Field(
+        default=False,
+        description="Make this the chain's development deployment (replacing the one it has): "
+        "named 'development', outside every environment, at most one replica, scales to zero "
+        "when idle (docs/development.md)",
+    )
     deployment_name: Name | None = Field(default=None, description="Name of the deployment")
     entrypoint: Name | None = Field(default=None, description="Name of the entrypoint chainlet")
     source_file: SourceFile | None = Field(
@@ -230,6 +239,22 @@ class DeployManifest(BaseModel):
     def _exactly_one_chain_reference(self) -> DeployManifest:
         if (self.chain_name is None) == (self.chain_id is None):
             raise ValueError("give exactly one of chain_name and chain_id")
+        return self
+
+    @model_validator(mode="after")
+    def _development_stays_outside_environments(self) -> DeployManifest:
+        # Baseten: a development deployment can't be promoted to an environment, and it is
+        # always named "development": another name would not be kept, so it is refused.
+        if self.development and self.environment is not None:
+            raise ValueError(
+                "a development deployment cannot be promoted into an environment: "
+                "leave out environment, or push a published deployment"
+            )
+        if self.development and self.deployment_name not in (None, DEVELOPMENT_NAME):
+            raise ValueError(
+                f"a development deployment is always named '{DEVELOPMENT_NAME}': "
+                "leave out deployment_name"
+            )
         return self
 
 

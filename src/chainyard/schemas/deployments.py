@@ -40,6 +40,12 @@ class ChainDeploymentV1(BaseModel):
     environment: str | None = Field(description="Environment it serves, if any")
     chainlets: list[ChainletV1] = Field(description="Its chainlets")
     status: DeploymentStatusV1 = Field(description="Deployment status")
+    is_development: bool = Field(
+        default=False,
+        description="True for the chain's development deployment (chainyard extension, as on "
+        "Baseten's model deployments): outside every environment, at most one replica, "
+        "live-patched by `chainyard push --watch`",
+    )
 
 
 class ChainDeploymentsV1(BaseModel):

@@ -407,11 +407,17 @@ def health() -> Op[Any]:
 
 
 def _inference_path(
-    chain_id: str, action: str, environment: str | None, deployment_id: str | None
+    chain_id: str,
+    action: str,
+    environment: str | None,
+    deployment_id: str | None,
+    development: bool = False,
 ) -> str:
-    if environment is not None and deployment_id is not None:
-        raise ValueError("give environment or deployment_id, not both")
+    if (environment is not None) + (deployment_id is not None) + development > 1:
+        raise ValueError("give one of environment, deployment_id and development")
     base = f"/chains/{_seg(chain_id)}"
+    if development:
+        return f"{base}/development/{action}"
     if deployment_id is not None:
         return f"{base}/deployment/{_seg(deployment_id)}/{action}"
     if environment is None or environment == "production":
@@ -426,12 +432,19 @@ def run_remote(
     environment: str | None,
     deployment_id: str | None,
     timeout: float | None,
+    development: bool = False,
 ) -> Op[Any]:
-    path = _inference_path(chain_id, "run_remote", environment, deployment_id)
+    path = _inference_path(chain_id, "run_remote", environment, deployment_id, development)
     content = json.dumps(data).encode()
     return Op("POST", path, any_json, content=content, timeout=timeout)
 
 
-def wake(chain_id: str, *, environment: str | None, deployment_id: str | None) -> Op[None]:
-    path = _inference_path(chain_id, "wake", environment, deployment_id)
+def wake(
+    chain_id: str,
+    *,
+    environment: str | None,
+    deployment_id: str | None,
+    development: bool = False,
+) -> Op[None]:
+    path = _inference_path(chain_id, "wake", environment, deployment_id, development)
     return Op("POST", path, lambda _response: None)

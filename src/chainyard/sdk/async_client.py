@@ -142,16 +142,19 @@ class Chains(_Resource):
         *,
         environment: str | None = None,
         deployment_id: str | None = None,
+        development: bool = False,
         timeout: float | None = None,
     ) -> Any:
         """Calls the chain's entrypoint with `data` (its `run_remote` arguments as JSON) and
-        returns what it answers. Production by default; or an `environment`, or a deployment."""
+        returns what it answers. Production by default; or an `environment`, a deployment, or
+        (`development=True`) the chain's development deployment."""
         return await self._call(
             _ops.run_remote(
                 chain_id,
                 data,
                 environment=environment,
                 deployment_id=deployment_id,
+                development=development,
                 timeout=timeout,
             )
         )
@@ -164,6 +167,7 @@ class Chains(_Resource):
         *,
         environment: str | None = None,
         deployment_id: str | None = None,
+        development: bool = False,
         timeout: float | None = None,
     ) -> AsyncIterator[_streams.AsyncRemoteStream]:
         """Calls the chain's entrypoint like `run_remote`, and gives its answer as it comes:
@@ -172,16 +176,33 @@ class Chains(_Resource):
         bounds each wait for a chunk. An error answer raises as in `run_remote`; a chain that
         fails mid-stream raises `StreamBrokenOff` from the iteration."""
         op = _ops.run_remote(
-            chain_id, data, environment=environment, deployment_id=deployment_id, timeout=timeout
+            chain_id,
+            data,
+            environment=environment,
+            deployment_id=deployment_id,
+            development=development,
+            timeout=timeout,
         )
         async with _streams.open_async_stream(self._client._http, self._client.url, op) as stream:
             yield stream
 
     async def wake(
-        self, chain_id: str, *, environment: str | None = None, deployment_id: str | None = None
+        self,
+        chain_id: str,
+        *,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        development: bool = False,
     ) -> None:
         """Starts a scaled-to-zero deployment without sending it a request."""
-        await self._call(_ops.wake(chain_id, environment=environment, deployment_id=deployment_id))
+        await self._call(
+            _ops.wake(
+                chain_id,
+                environment=environment,
+                deployment_id=deployment_id,
+                development=development,
+            )
+        )
 
 
 class Deployments(_Resource):

@@ -141,16 +141,19 @@ class Chains(_Resource):
         *,
         environment: str | None = None,
         deployment_id: str | None = None,
+        development: bool = False,
         timeout: float | None = None,
     ) -> Any:
         """Calls the chain's entrypoint with `data` (its `run_remote` arguments as JSON) and
-        returns what it answers. Production by default; or an `environment`, or a deployment."""
+        returns what it answers. Production by default; or an `environment`, a deployment, or
+        (`development=True`) the chain's development deployment."""
         return self._call(
             _ops.run_remote(
                 chain_id,
                 data,
                 environment=environment,
                 deployment_id=deployment_id,
+                development=development,
                 timeout=timeout,
             )
         )
@@ -163,6 +166,7 @@ class Chains(_Resource):
         *,
         environment: str | None = None,
         deployment_id: str | None = None,
+        development: bool = False,
         timeout: float | None = None,
     ) -> Iterator[_streams.RemoteStream]:
         """Calls the chain's entrypoint like `run_remote`, and gives its answer as it comes:
@@ -171,16 +175,33 @@ class Chains(_Resource):
         error answer raises as in `run_remote`; a chain that fails mid-stream raises
         `StreamBrokenOff` from the iteration."""
         op = _ops.run_remote(
-            chain_id, data, environment=environment, deployment_id=deployment_id, timeout=timeout
+            chain_id,
+            data,
+            environment=environment,
+            deployment_id=deployment_id,
+            development=development,
+            timeout=timeout,
         )
         with _streams.open_stream(self._client._http, self._client.url, op) as stream:
             yield stream
 
     def wake(
-        self, chain_id: str, *, environment: str | None = None, deployment_id: str | None = None
+        self,
+        chain_id: str,
+        *,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        development: bool = False,
     ) -> None:
         """Starts a scaled-to-zero deployment without sending it a request."""
-        self._call(_ops.wake(chain_id, environment=environment, deployment_id=deployment_id))
+        self._call(
+            _ops.wake(
+                chain_id,
+                environment=environment,
+                deployment_id=deployment_id,
+                development=development,
+            )
+        )
 
 
 class Deployments(_Resource):

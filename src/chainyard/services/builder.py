@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
-from chainyard.domain.autoscaling import AutoscalingSettings
+from chainyard.domain.autoscaling import DEVELOPMENT, AutoscalingSettings
 from chainyard.domain.ids import new_id
 from chainyard.domain.statuses import DeploymentStatus
 from chainyard.services import audit
@@ -49,12 +49,15 @@ def create_deployment(
     source_deployment_id: str | None,
     environment: Environment | None,
     add: bool = True,
+    development: bool = False,
 ) -> ChainDeployment:
     """A BUILDING deployment, added to the session (with `add=False`, not: the caller writes its
     rows itself, through `store.batch`). With `environment`, its chainlet settings win over the
     specs' instance types and give the autoscaling settings. Settings it lacks are not created
     here but when the deployment is promoted, so that a candidate that fails leaves none
-    behind."""
+    behind. With `development`, the chain's development deployment (docs/development.md): in no
+    environment, with the development autoscaling settings."""
+    assert not (development and environment is not None)
     settings = {s.chainlet_name: s for s in environment.chainlet_settings} if environment else {}
     if name is None:
         count = session.scalar(select(deployment_count(chain.id)))
@@ -69,11 +72,16 @@ def create_deployment(
         artifact_digest=artifact_digest,
         source_file=source_file,
         source_deployment_id=source_deployment_id,
+        # Set here, not left to the column default: the answer is built before the row is
+        # written back (store/batch.py).
+        is_development=development,
     )
     for position, spec in enumerate(specs):
         env_settings = settings.get(spec.name)
-        autoscaling = AutoscalingSettings.from_dict(
-            env_settings.autoscaling if env_settings else None
+        autoscaling = (
+            DEVELOPMENT
+            if development
+            else AutoscalingSettings.from_dict(env_settings.autoscaling if env_settings else None)
         )
         deployment.chainlets.append(
             Chainlet(

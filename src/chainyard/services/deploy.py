@@ -7,18 +7,27 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from chainyard.domain.errors import Invalid, NotFound
 from chainyard.domain.graph import check_chain_graph
 from chainyard.domain.ids import new_id
 from chainyard.domain.instance_types import NoFittingInstanceType
 from chainyard.domain.resources import parse_memory_mib, parse_millicpu
-from chainyard.schemas import ChainletManifest, DeployManifest, DeployResponse
-from chainyard.services import chainlet_image, instance_types, lookups, promotions, secrets, views
+from chainyard.schemas import DEVELOPMENT_NAME, ChainletManifest, DeployManifest, DeployResponse
+from chainyard.services import (
+    chainlet_image,
+    deployments,
+    instance_types,
+    lookups,
+    promotions,
+    secrets,
+    views,
+)
 from chainyard.services.builder import ChainletSpec, create_deployment, record_deployed
 from chainyard.services.context import Actor, Core
 from chainyard.services.environments import add_environment, new_environment
-from chainyard.store.chains import Chain
+from chainyard.store.chains import Chain, ChainDeployment
 from chainyard.store.environments import Environment
 
 
@@ -151,16 +160,18 @@ def _deploy_once(
                 add_environment(session, actor, chain, env)
             promotions.require_no_promotion(env)
 
+        replaced = _replace_development(session, actor, chain) if manifest.development else 0
         deployment = create_deployment(
             session,
             chain,
-            name=manifest.deployment_name,
+            name=DEVELOPMENT_NAME if manifest.development else manifest.deployment_name,
             entrypoint=entry,
             specs=specs,
             artifact_digest=artifact_digest,
             source_file=manifest.source_file,
             source_deployment_id=None,
             environment=env,
+            development=manifest.development,
         )
         record_deployed(session, actor, chain, deployment, manifest.environment)
         if env is not None:
@@ -176,5 +187,29 @@ def _deploy_once(
             chain_deployment=views.deployment_v1(deployment, core.catalogue),
             warnings=warnings,
         )
+    if replaced:
+        core.chainlets_deleted()
     core.wake_reconciler()
     return response
+
+
+def _replace_development(session: Session, actor: Actor, chain: Chain) -> int:
+    """Deletes the chain's development deployment, as DELETE does, before a development push
+    makes the new one: "each time you make a development deployment, it overwrites the existing
+    development deployment" (Baseten). Until the new one is ready, /development/run_remote holds
+    its requests (it resolves to the new deployment, which wakes). Answers how many went.
+
+    The chain row is locked first: two development pushes of one chain then take turns, and the
+    second finds (and deletes) the first one's deployment, so one is left (PostgreSQL; on SQLite
+    the write transaction already holds the database's write lock). FOR NO KEY UPDATE: a
+    published push meanwhile (whose new row's foreign key takes a KEY SHARE lock on the chain)
+    does not wait for it."""
+    session.execute(select(Chain.id).where(Chain.id == chain.id).with_for_update(key_share=True))
+    previous = session.scalars(
+        select(ChainDeployment).where(
+            ChainDeployment.chain_id == chain.id, ChainDeployment.is_development.is_(True)
+        )
+    ).all()
+    for old in previous:
+        deployments.remove(session, actor, chain, old)
+    return len(previous)

@@ -67,22 +67,30 @@ def delete(core: Core, actor: Actor, chain_id: str, deployment_id: str) -> None:
         chain = lookups.chain(session, actor, chain_id)
         deployment = lookups.deployment(session, chain, deployment_id)
         _refuse_if_serving(session, deployment, "delete")
-        audit.record(
-            session,
-            actor,
-            "CHAIN_DEPLOYMENT_DELETED",
-            {
-                "chain_id": chain.id,
-                "chain_name": chain.name,
-                "chain_deployment_id": deployment.id,
-                "deployment_name": deployment.name,
-            },
-            chain_id=chain.id,
-            chain_deployment_id=deployment.id,
-        )
-        # Its replicas are stopped by the reconciler, which stops whatever the store no longer has.
-        session.delete(deployment)
+        remove(session, actor, chain, deployment)
     core.chainlets_deleted()
+
+
+def remove(session: Session, actor: Actor, chain: Chain, deployment: ChainDeployment) -> None:
+    """Deletes a deployment that serves no environment, in the caller's transaction (a DELETE,
+    and a development push replacing the chain's development deployment). The caller calls
+    `core.chainlets_deleted()` once it has committed."""
+    audit.record(
+        session,
+        actor,
+        "CHAIN_DEPLOYMENT_DELETED",
+        {
+            "chain_id": chain.id,
+            "chain_name": chain.name,
+            "chain_deployment_id": deployment.id,
+            "deployment_name": deployment.name,
+        },
+        chain_id=chain.id,
+        chain_deployment_id=deployment.id,
+    )
+    # Its replicas are stopped by the reconciler, which stops whatever the store no longer has;
+    # its patch history goes with it (ON DELETE CASCADE).
+    session.delete(deployment)
 
 
 def deactivate(core: Core, actor: Actor, chain_id: str, deployment_id: str) -> None:

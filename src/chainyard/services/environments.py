@@ -206,6 +206,8 @@ def promote(
         chain = lookups.chain(session, actor, chain_id)
         env = lookups.environment(session, chain, name, for_update=True)
         deployment = lookups.deployment(session, chain, request.deployment_id)
+        # Before anything else: a promotion that redeploys would copy it into a published one.
+        promotions.refuse_development(deployment, env.name)
         if env.current_deployment_id == deployment.id and env.candidate_deployment_id is None:
             return views.deployment_v1(deployment, core.catalogue)
         promotions.require_no_promotion(env)

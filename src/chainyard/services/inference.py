@@ -62,12 +62,29 @@ def resolve(
     *,
     environment: str | None = None,
     deployment_id: str | None = None,
+    development: bool = False,
 ) -> Target:
+    """The entrypoint of the deployment a request goes to: the named deployment, the chain's
+    development deployment, or an environment's (production by default)."""
     if not actor.can_invoke:
         raise Forbidden(f"an API key of type {actor.key_type} may not call chains")
     with core.db.read() as session:
         chain = lookups.chain(session, actor, chain_id)
-        if deployment_id is not None:
+        if development:
+            found = session.scalar(
+                select(ChainDeployment).where(
+                    ChainDeployment.chain_id == chain.id,
+                    ChainDeployment.is_development.is_(True),
+                )
+            )
+            if found is None:
+                raise NotFound(
+                    f"chain '{chain.id}' has no development deployment "
+                    "(chainyard push --watch makes one)",
+                    code="model_does_not_exist",
+                )
+            deployment = _servable(found, f"chain '{chain.id}' (development)")
+        elif deployment_id is not None:
             deployment = _servable(
                 lookups.deployment(session, chain, deployment_id), f"deployment '{deployment_id}'"
             )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from chainyard.domain import promotion, rollout
 from chainyard.domain.autoscaling import AutoscalingSettings
+from chainyard.domain.errors import Invalid
 from chainyard.domain.statuses import DeploymentStatus, Event
 from chainyard.services import audit
 from chainyard.services.builder import ensure_environment_settings, initial_replicas, specs_of
@@ -34,6 +35,18 @@ def require_no_promotion(env: Environment) -> None:
     promotion.require_idle(state_of(env), env.name)
 
 
+def refuse_development(deployment: ChainDeployment, env_name: str) -> None:
+    """Baseten: "Development deployments can't be promoted to an environment"; nor copied into
+    one (a promotion that redeploys): its code changes under it with every patch."""
+    if deployment.is_development:
+        raise Invalid(
+            f"deployment '{deployment.id}' is the chain's development deployment, which cannot "
+            f"be promoted to an environment ('{env_name}'): push a published deployment "
+            "(chainyard push, without --watch) and promote that",
+            code="DEVELOPMENT_NOT_PROMOTABLE",
+        )
+
+
 def begin(
     session: Session,
     actor: Actor,
@@ -43,6 +56,7 @@ def begin(
     *,
     scale_down_previous: bool = True,
 ) -> None:
+    refuse_development(deployment, env.name)
     require_no_promotion(env)
     env.candidate_deployment_id = deployment.id
     deployment.retired = False

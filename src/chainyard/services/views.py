@@ -73,6 +73,7 @@ def deployment_v1(row: ChainDeployment, catalogue: Catalogue) -> ChainDeployment
         environment=row.environment,
         chainlets=[chainlet_v1(c, catalogue) for c in row.chainlets],
         status=row.status,
+        is_development=row.is_development,
     )
 
 

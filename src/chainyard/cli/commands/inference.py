@@ -17,6 +17,10 @@ Env = Annotated[str | None, typer.Option("--env", "-e", help="Environment (defau
 Deployment = Annotated[
     str | None, typer.Option("--deployment", "-d", help="Call this deployment instead")
 ]
+Development = Annotated[
+    bool,
+    typer.Option("--development", help="Call the chain's development deployment instead"),
+]
 
 
 def read_data(text: str) -> Any:
@@ -42,6 +46,7 @@ def run(
     ] = "{}",
     environment: Env = None,
     deployment: Deployment = None,
+    development: Development = False,
     timeout: Annotated[
         float,
         typer.Option(
@@ -58,6 +63,7 @@ def run(
         payload,
         environment=environment,
         deployment_id=deployment,
+        development=development,
         timeout=timeout,
     ) as answer:
         if answer.is_stream:
@@ -88,10 +94,19 @@ def _print_stream(chunks: Iterable[bytes]) -> None:
 
 @connected
 def wake(
-    s: Session, chain: ChainArg, environment: Env = None, deployment: Deployment = None
+    s: Session,
+    chain: ChainArg,
+    environment: Env = None,
+    deployment: Deployment = None,
+    development: Development = False,
 ) -> None:
     """Start a scaled-to-zero deployment without sending it a request."""
-    s.client.chains.wake(s.chain_id(chain), environment=environment, deployment_id=deployment)
+    s.client.chains.wake(
+        s.chain_id(chain),
+        environment=environment,
+        deployment_id=deployment,
+        development=development,
+    )
     if s.json:
         s.emit_json({"ok": True})
     else:

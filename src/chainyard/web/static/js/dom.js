@@ -46,6 +46,11 @@ export function statusBadge(status, testid) {
   return h("span", { class: `badge ${tone}`, "data-testid": testid, "data-status": status }, status);
 }
 
+// The chain's development deployment (is_development): in no environment, live-patched.
+export function developmentBadge() {
+  return h("span", { class: "badge dev", "data-testid": "development-badge", title: "development deployment" }, "development");
+}
+
 export function isFailure(status) {
   return BAD.has(status) && status !== "UNHEALTHY";
 }

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
+import { developmentBadge, h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
 
 const DEPLOYMENTS_SHOWN = 50;
 
@@ -61,7 +61,12 @@ export async function chainView(ctx, main, chainId) {
         h(
           "tr",
           { "data-testid": "deployment-row", "data-deployment-id": d.id },
-          h("td", {}, h("a", { href: `#/chains/${chainId}/deployments/${d.id}` }, d.id)),
+          h(
+            "td",
+            {},
+            h("a", { href: `#/chains/${chainId}/deployments/${d.id}` }, d.id),
+            d.is_development ? [" ", developmentBadge()] : null,
+          ),
           h("td", {}, statusBadge(d.status)),
           h("td", {}, d.environment || h("span", { class: "muted" }, "—")),
           h("td", { class: "num" }, String(d.chainlets.length)),

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
+import { developmentBadge, h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
 
 function autoscalingSummary(settings) {
   if (!settings) return h("span", { class: "muted" }, "—");
@@ -22,14 +22,24 @@ export async function deploymentView(ctx, main, chainId, deploymentId) {
       replace(status);
       replace(
         head,
-        h("h1", {}, "Deployment ", shortId(d.id), " ", statusBadge(d.status, "deployment-status")),
+        h(
+          "h1",
+          {},
+          "Deployment ",
+          shortId(d.id),
+          " ",
+          statusBadge(d.status, "deployment-status"),
+          d.is_development ? [" ", developmentBadge()] : null,
+        ),
         h(
           "p",
           { class: "subtitle" },
           `created ${when(d.created_at)} · `,
           d.environment
             ? h("span", {}, "serves ", h("a", { href: `#/chains/${chainId}/environments/${d.environment}` }, d.environment))
-            : "serves no environment",
+            : d.is_development
+              ? "the chain's development deployment: at most one replica, live-patched by chainyard push --watch"
+              : "serves no environment",
         ),
       );
       const rows = d.chainlets.map((c) =>
