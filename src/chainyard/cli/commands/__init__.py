@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chainyard.cli import push
+from chainyard.cli import init, push
 from chainyard.cli.commands import (
     chainlets,
     chains,
@@ -21,7 +21,9 @@ _WORKSPACE = "Workspace"
 
 
 def register(app: typer.Typer) -> None:
-    """Adds every API command to the `chainyard` app (serve and admin are added by main)."""
+    """Adds every API command, and `init`, to the `chainyard` app (serve and admin are added by
+    main)."""
+    app.command("init", rich_help_panel=_DEPLOY)(init.init)
     app.command("push", rich_help_panel=_DEPLOY)(push.push)
     app.command("run", rich_help_panel=_DEPLOY)(inference.run)
     app.command("wake", rich_help_panel=_DEPLOY)(inference.wake)
