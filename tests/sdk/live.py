@@ -33,6 +33,7 @@ from chainyard.runtime.base import (
 )
 from chainyard.runtime.simulated import SimulatedRuntime
 from chainyard.server import create_app
+from chainyard.services.context import Core
 from tests.support.server import ADMIN_KEY, fast_config
 
 FAIL_BUILD = "^Broken"
@@ -61,6 +62,8 @@ class LiveServer:
     key: str
     server: uvicorn.Server
     thread: threading.Thread
+    # The server's store and data dir, for tests that set up rows no endpoint writes.
+    core: Core
 
 
 def hello_manifest(name: str, *, environment: str | None = "production") -> dict[str, Any]:
@@ -123,7 +126,7 @@ def start(tmp: pathlib.Path) -> LiveServer:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
-    return LiveServer(url=url, key=ADMIN_KEY, server=server, thread=thread)
+    return LiveServer(url=url, key=ADMIN_KEY, server=server, thread=thread, core=app.state.core)
 
 
 def stop(live: LiveServer) -> None:

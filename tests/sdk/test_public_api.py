@@ -52,6 +52,7 @@ RESOURCES = {
         "logs",
         "wait_until_active",
     ],
+    "development": ["get_patch", "patch", "patches", "push"],
     "environments": [
         "create",
         "get",

@@ -16,8 +16,9 @@ ALLOWED: dict[str, set[str]] = {
     "schemas": {"schemas", "domain"},
     "store": {"store", "domain"},
     # `interpreters` (a top-level module): which Python runs a chainlet, asked at deploy (for
-    # the push's warnings) and at build.
-    "services": {"services", "domain", "schemas", "store", "interpreters"},
+    # the push's warnings) and at build. `archives`: a live patch unpacks stored source
+    # archives, and checks the one it packs, as the deploy route checks an upload.
+    "services": {"services", "domain", "schemas", "store", "interpreters", "archives"},
     # `replica_auth` (a top-level module, imported by replicas too): the credential a replica
     # wants from the runtime's probes and the gateway.
     # `server_lock`: the local runtime reaps leftover replicas only under the data dir's lock.

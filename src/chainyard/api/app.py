@@ -8,6 +8,7 @@ api/ does not import the gateway: its routers, its fast lane and what it streams
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -24,12 +25,15 @@ from chainyard.api.routes import (
     chains,
     dashboard,
     deploy,
+    development,
     environments,
     live,
     observability,
     secrets,
 )
 from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
+
+DEVELOPMENT_PATCH = re.compile(r"/v1/chains/[^/]+/development/patch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +108,10 @@ def build_http_app(
     app.add_middleware(
         limits.BodyLimit,
         limit=settings.max_request_bytes,
-        # The deploy upload carries the source archive, besides its manifest.
+        # The deploy upload carries the source archive, besides its manifest; a patch, files
+        # of the source (all of them when it does not start from a known tree).
         limits_by_path={"/v1/chains/deploy": MAX_ARCHIVE_BYTES + 2 * 2**20},
+        limits_by_pattern=[(DEVELOPMENT_PATCH, MAX_ARCHIVE_BYTES + 4 * 2**20)],
         # Inference bodies stream through the gateway, which counts them (gateway/bodies.py).
         streamed=inference.streams_body,
         streamed_limit=inference.max_body_bytes,
@@ -116,7 +122,7 @@ def build_http_app(
     app.front = in_flight.CountRequests(
         inference.lane(app.framework), counter=requests, long_polls=inference.long_polls
     )
-    for module in (deploy, chains, environments, catalogue, secrets, api_keys):
+    for module in (deploy, development, chains, environments, catalogue, secrets, api_keys):
         app.include_router(module.router)
     for router in inference.routers:
         app.include_router(router)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -40,26 +41,35 @@ class BodyLimit:
         *,
         limit: int,
         limits_by_path: dict[str, int],
+        limits_by_pattern: Sequence[tuple[re.Pattern[str], int]] = (),
         streamed: Callable[[str], bool] = lambda _path: False,
         streamed_limit: int = 0,
     ) -> None:
         self.app = app
         self.limit = limit
         self.limits_by_path = limits_by_path
+        # Paths with an id in them (fullmatch).
+        self.limits_by_pattern = limits_by_pattern
         # Paths whose handler streams the body on and counts it itself (inference): checked here
         # by Content-Length only, never read here.
         self.streamed = streamed
         self.streamed_limit = streamed_limit
+
+    def _limit_of(self, path: str) -> int:
+        limit = self.limits_by_path.get(path)
+        if limit is not None:
+            return limit
+        for pattern, larger in self.limits_by_pattern:
+            if pattern.fullmatch(path):
+                return larger
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         streamed = self.streamed(scope["path"])
-        if streamed:
-            limit = self.streamed_limit
-        else:
-            limit = self.limits_by_path.get(scope["path"], self.limit)
+        limit = self.streamed_limit if streamed else self._limit_of(scope["path"])
         declared: int | None = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":

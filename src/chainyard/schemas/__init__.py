@@ -109,6 +109,11 @@ from chainyard.schemas.logs import (
     GetLogsResponseV1,
     LogV1,
 )
+from chainyard.schemas.patches import (
+    Patch,
+    Patches,
+    PatchRequest,
+)
 from chainyard.schemas.secrets import (
     SecretsV1,
     SecretTombstoneV1,
@@ -182,6 +187,9 @@ __all__ = [
     "LogLevelV1",
     "LogV1",
     "PaginationResponseV1",
+    "Patch",
+    "PatchRequest",
+    "Patches",
     "PromoteToChainEnvironmentRequestV1",
     "PromotionCleanupStrategyV1",
     "PromotionSettingsV1",

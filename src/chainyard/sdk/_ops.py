@@ -43,6 +43,8 @@ from chainyard.schemas import (
     InstanceTypesV1,
     ListAuditLogsResponseV1,
     LogLevelV1,
+    Patch,
+    Patches,
     PromoteToChainEnvironmentRequestV1,
     SecretsV1,
     SecretTombstoneV1,
@@ -264,6 +266,67 @@ def chainlet_logs(
         "excludes": _strs(excludes),
     }
     return Op("GET", path, model(GetLogsResponseV1), params=params)
+
+
+# -- development deployment ----------------------------------------------------------------------
+
+
+def _development_path(chain_id: str) -> str:
+    return f"/v1/chains/{_seg(chain_id)}/development"
+
+
+def push_development(
+    manifest: DeployManifest | Mapping[str, Any],
+    *,
+    source: bytes | None,
+    timeout: float | None,
+) -> Op[DeployResponse]:
+    """A deploy whose manifest says `development`: the chain's development deployment."""
+    body = _dump(manifest) if isinstance(manifest, BaseModel) else dict(manifest)
+    body["development"] = True
+    return deploy(body, source=source, timeout=timeout)
+
+
+def patch_development(
+    chain_id: str,
+    *,
+    base_digest: str | None,
+    files: bytes | None,
+    deleted: Sequence[str],
+    manifest: DeployManifest | Mapping[str, Any] | None,
+    chainlets: Sequence[str] | None,
+    timeout: float | None,
+) -> Op[Patch]:
+    # A mapping goes as it is: a patch's manifest may leave the chain out (the path names it).
+    sent = _dump(manifest) if isinstance(manifest, BaseModel) else manifest
+    body = {
+        "base_digest": base_digest,
+        "deleted": list(deleted),
+        "manifest": None if sent is None else dict(sent),
+        "chainlets": None if chainlets is None else list(chainlets),
+    }
+    path = f"{_development_path(chain_id)}/patch"
+    if files is None:
+        return Op("POST", path, model(Patch), json=body, timeout=timeout)
+    return Op(
+        "POST",
+        path,
+        model(Patch),
+        data={"patch": json.dumps(body)},
+        files={"files": ("files.tar.gz", files, "application/gzip")},
+        timeout=timeout,
+    )
+
+
+def list_patches(chain_id: str, *, limit: int | None) -> Op[list[Patch]]:
+    def decode(response: httpx.Response) -> list[Patch]:
+        return Patches.model_validate_json(response.content).patches
+
+    return Op("GET", f"{_development_path(chain_id)}/patches", decode, params={"limit": limit})
+
+
+def get_patch(chain_id: str, patch_id: str) -> Op[Patch]:
+    return Op("GET", f"{_development_path(chain_id)}/patches/{_seg(patch_id)}", model(Patch))
 
 
 # -- environments --------------------------------------------------------------------------------
