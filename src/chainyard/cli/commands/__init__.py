@@ -12,6 +12,7 @@ from chainyard.cli.commands import (
     envs,
     inference,
     logs,
+    watch,
     workspace,
 )
 
@@ -23,6 +24,7 @@ _WORKSPACE = "Workspace"
 def register(app: typer.Typer) -> None:
     """Adds every API command to the `chainyard` app (serve and admin are added by main)."""
     app.command("push", rich_help_panel=_DEPLOY)(push.push)
+    app.command("watch", rich_help_panel=_DEPLOY)(watch.watch)
     app.command("run", rich_help_panel=_DEPLOY)(inference.run)
     app.command("wake", rich_help_panel=_DEPLOY)(inference.wake)
     app.command("logs", rich_help_panel=_DEPLOY)(logs.logs)
