@@ -1,4 +1,4 @@
-"""Ctrl-C for commands that poll until interrupted (`logs -f`).
+"""Ctrl-C for commands that poll until interrupted (`logs -f`, `watch`).
 
 Python raises KeyboardInterrupt wherever the main thread happens to be. In the middle of an HTTP
 request that can be between a lock's acquire and the block that releases it, inside the client's
@@ -21,6 +21,10 @@ class Interrupt:
 
     def set(self) -> None:
         self._event.set()
+
+    def is_set(self) -> bool:
+        """Whether Ctrl-C came (also what watchfiles asks of a `stop_event`)."""
+        return self._event.is_set()
 
     def wait(self, seconds: float) -> bool:
         """Sleeps up to `seconds`; whether Ctrl-C came (now or before)."""

@@ -12,6 +12,7 @@ from chainyard.cli.commands import (
     envs,
     inference,
     logs,
+    watch,
     workspace,
 )
 
@@ -25,6 +26,7 @@ def register(app: typer.Typer) -> None:
     main)."""
     app.command("init", rich_help_panel=_DEPLOY)(init.init)
     app.command("push", rich_help_panel=_DEPLOY)(push.push)
+    app.command("watch", rich_help_panel=_DEPLOY)(watch.watch)
     app.command("run", rich_help_panel=_DEPLOY)(inference.run)
     app.command("wake", rich_help_panel=_DEPLOY)(inference.wake)
     app.command("logs", rich_help_panel=_DEPLOY)(logs.logs)
