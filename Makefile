@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox bench-data-plane \
+.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox bench-data-plane bench-watch \
 	system-deps clean
 
 $(STAMP): pyproject.toml
@@ -67,6 +67,10 @@ bench-sandbox: install
 bench-data-plane: $(VENV)/.bench-installed
 	@bash scripts/system-deps.sh bench
 	$(BIN)/python bench/data_plane.py $(BENCH_ARGS)
+
+# Live patching: from a saved file to the first answer by the new code (issue 18).
+bench-watch: install
+	$(BIN)/python bench/watch.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .chainyard .pytest_cache .mypy_cache .ruff_cache

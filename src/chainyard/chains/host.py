@@ -3,7 +3,9 @@ replica. A child is serving ~0.1 s after the fork instead of paying the ~2.5 s i
 
 Run by the local runtime as `python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE [ENTRYPOINT]`
 (the entrypoint class when the deployment names one: a file with several chainlets and no
-`mark_entrypoint` cannot be imported without it). It speaks
+`mark_entrypoint` cannot be imported without it), or as `--spare`: a development deployment's next
+host, which imports everything but the chain ahead of time and loads the chain named by its first
+command (`load`), so that a patched chainlet restarts without the ~2.5 s import. It speaks
 JSON lines: commands on stdin, events on stdout. It starts no thread and no event loop before
 forking, so the children inherit a clean process. When its stdin closes (the server went away) it
 stops every child and exits.
@@ -284,14 +286,59 @@ class Host:
             _emit({"event": "error", "message": f"unknown op {op!r}"})
 
 
+def _read_line(fd: int) -> bytes | None:
+    """One command line from the runtime, read a byte at a time: nothing past it may be taken
+    from the pipe, since `Host.serve` reads the rest."""
+    line = bytearray()
+    while True:
+        byte = os.read(fd, 1)
+        if not byte:
+            return None
+        if byte == b"\n":
+            return bytes(line)
+        line += byte
+
+
+def _spare() -> list[str] | None:
+    """A spare host (docs/development.md): imports what every replica needs, says so, and waits
+    for the `load` command naming the chain to import. Returns the arguments of a host for that
+    chain, or None when the runtime closed the pipe first."""
+    try:
+        _preload()
+    except BaseException as exc:
+        traceback.print_exc()
+        _emit({"event": "failed", "message": f"{type(exc).__name__}: {exc}"})
+        return None
+    _emit({"event": "warm", "pid": os.getpid()})
+    while True:
+        raw = _read_line(sys.stdin.fileno())
+        if raw is None:
+            return None
+        if not raw.strip():
+            continue
+        command = json.loads(raw)
+        if command.get("op") != "load":
+            _emit({"event": "error", "message": f"a spare host waits for load, not {command!r}"})
+            continue
+        entrypoint = command.get("entrypoint")
+        return [str(command["source_dir"]), str(command["chain_file"])] + (
+            [str(entrypoint)] if entrypoint else []
+        )
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
+    if argv == ["--spare"]:
+        loaded = _spare()
+        if loaded is None:
+            return 0
+        argv = loaded
     if len(argv) not in (2, 3):
         print(
-            "usage: python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE [ENTRYPOINT]",
+            "usage: python -m chainyard.chains.host SOURCE_DIR CHAIN_FILE [ENTRYPOINT] | --spare",
             file=sys.stderr,
         )
         return 2
-    _die_with_parent()
     entrypoint = argv[2] if len(argv) == 3 else None
     host = Host(pathlib.Path(argv[0]).resolve(), pathlib.Path(argv[1]), entrypoint)
     try:

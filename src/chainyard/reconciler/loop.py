@@ -20,7 +20,9 @@ from collections.abc import Callable
 
 from chainyard.domain.ids import new_replica_id
 from chainyard.domain.statuses import TERMINAL_FAILURES, DeploymentStatus, Event
+from chainyard.reconciler import revisions
 from chainyard.reconciler.observed import Observed
+from chainyard.reconciler.patching import Patching
 from chainyard.runtime.base import (
     BuildRequest,
     BuildResult,
@@ -57,7 +59,7 @@ _READY_BECOMES_ACTIVE = frozenset(
 )
 
 
-class Reconciler:
+class Reconciler(Patching):
     def __init__(
         self,
         core: Core,
@@ -99,6 +101,12 @@ class Reconciler:
         # chainlets of each deployment, by the same scans.
         self._shape: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._of_deployment: dict[str, set[str]] = defaultdict(set)
+        # Patches of development deployments being applied (reconciler/revisions.py); while a
+        # replacement waits for replicas, a change of the replica table wakes the loop.
+        self._patches = revisions.Patches()
+        self._build_revision: dict[str, int] = {}
+        self._replacing = False
+        self._change_waiter: asyncio.Task[None] | None = None
         self._ready_seen: dict[str, int] = {}
         # Chainlets the store was last seen to hold: between full scans only replicas of other
         # chainlets are looked up (they may be orphans). A full scan refills it; a deletion
@@ -132,6 +140,8 @@ class Reconciler:
         for task in self._builds.values():
             task.cancel()
         self._builds.clear()
+        if self._change_waiter is not None:
+            self._change_waiter.cancel()
 
     async def run(self) -> None:
         while True:
@@ -164,6 +174,7 @@ class Reconciler:
                     await self._wake.wait()
 
     async def tick(self) -> None:
+        self._replacing = False
         generation = self.runtime.generation
         if self._observed is None or generation != self._observed_generation:
             snapshot = self.runtime.replicas()
@@ -242,6 +253,7 @@ class Reconciler:
                 pacer=self._pacer(),
             )
         )
+        await self._record_patches(generation)
         # Gradual promotions move one step per tick, from the ready counts just recorded.
         await asyncio.to_thread(rollouts.advance, self.core)
         await self._release_idle_deployments(observed)
@@ -267,7 +279,8 @@ class Reconciler:
         pacer = self._pacer()
         glances = reconciler_store.glance(self.core, pacer=pacer)
         wanted = {g.chainlet_id for g in glances}
-        closer: set[str] = set()
+        # Chainlets being patched look at rest in the store while their replicas are replaced.
+        closer: set[str] = reconciler_store.patched(self.core)
         for part in pacer.over(glances):
             closer.update(
                 g.chainlet_id
@@ -366,6 +379,11 @@ class Reconciler:
                 await self._stop(r.replica_id)
             return self._finish(update, w, ready=0)
 
+        if w.patch_kind is not None or any(r.revision != w.code_revision for r in live):
+            ready = await self._replace(w, update, live)
+            self._status_events(w, update, live, ready)
+            return self._finish(update, w, ready=ready)
+
         failed = [r for r in live if r.phase == ReplicaPhase.FAILED]
         for r in failed:
             await self._stop(r.replica_id)
@@ -390,7 +408,12 @@ class Reconciler:
             return self._finish(update, w, ready=ready)
 
         await self._scale(w, live)
+        self._status_events(w, update, live, ready)
+        return self._finish(update, w, ready=ready)
 
+    def _status_events(
+        self, w: ChainletWork, update: ChainletUpdate, live: list[ReplicaState], ready: int
+    ) -> None:
         if w.desired_replicas > 0 and w.status == S.SCALED_TO_ZERO:
             update.events.append((Event.WAKE, None))
         elif (
@@ -406,7 +429,6 @@ class Reconciler:
             and w.status in (S.ACTIVE, S.UNHEALTHY, S.WAKING_UP)
         ):
             update.events.append((Event.SCALE_TO_ZERO, None))
-        return self._finish(update, w, ready=ready)
 
     def _finish(
         self, update: ChainletUpdate, w: ChainletWork, *, ready: int
@@ -478,6 +500,8 @@ class Reconciler:
             chain_api_key=await self._chain_key(w) if w.dependencies else "",
             predict_concurrency=int(w.compute.get("predict_concurrency") or 1),
             image=w.image,
+            revision=w.code_revision,
+            development=w.development,
         )
 
     async def _issue_chain_keys(self, work: list[ChainletWork], observed: Observed) -> None:
@@ -520,6 +544,8 @@ class Reconciler:
                 artifact_path=self._artifact(w),
                 pip_requirements=w.pip_requirements,
                 image=w.image,
+                revision=w.code_revision,
+                development=w.development,
             )
             task = asyncio.create_task(self._build(w, request))
             task.add_done_callback(lambda _t: self._wake.set())

@@ -34,6 +34,10 @@ class BuildRequest:
     # Image settings, assets and options (services/chainlet_image.py): requirements_file, apt,
     # python_version, data_dir, external_data, package_dirs, env.
     image: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The patch revision the build is for (docs/development.md); 0: the deployment as pushed.
+    revision: int = 0
+    # A development deployment's: its sources live apart, where its spare host can see them.
+    development: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,10 @@ class ReplicaSpec:
     predict_concurrency: int = 1
     # As BuildRequest.image.
     image: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The patch revision whose code the replica runs (docs/development.md); 0: as pushed.
+    revision: int = 0
+    # Of a development deployment: patched in place, so the local runtime keeps a spare host.
+    development: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +95,8 @@ class ReplicaState:
     # What the replica wants to see from its callers (replica_auth.py): random per
     # replica, known to the runtime and the gateway only. Never shown (not in repr).
     credential: str | None = dataclasses.field(default=None, repr=False)
+    # As ReplicaSpec.revision: replicas of an older revision are replaced once the new are ready.
+    revision: int = 0
 
 
 class RuntimeUnavailable(Exception):

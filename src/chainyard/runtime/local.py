@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -31,7 +32,6 @@ from chainyard.runtime import (
     health_verdicts,
     host_processes,
     python_envs,
-    replica_env,
     sandbox,
 )
 from chainyard.runtime.base import (
@@ -41,12 +41,12 @@ from chainyard.runtime.base import (
     RuntimeBackend,
 )
 from chainyard.runtime.local_builds import LocalBuilds
+from chainyard.runtime.local_hosts import SPARE_DELAY, STOP_GRACE, LocalHosts, _Host
 from chainyard.runtime.replica_table import TrackedRecord, TrackedRecords
 
 log = logging.getLogger("chainyard.runtime.local")
 
 HEALTH_INTERVAL = 1.0
-STOP_GRACE = 5.0
 
 
 @dataclasses.dataclass
@@ -66,19 +66,7 @@ class _Replica(TrackedRecord):
     credential: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
-class _Host:
-    """One host process and the replicas it forked."""
-
-    def __init__(self, key: tuple[str, str], process: asyncio.subprocess.Process) -> None:
-        self.key = key
-        self.process = process
-        self.ready = asyncio.Event()
-        self.failed: str | None = None
-        self.pending: list[dict[str, Any]] = []
-        self.reader: asyncio.Task[None] | None = None
-
-
-class LocalRuntime(LocalBuilds, RuntimeBackend):
+class LocalRuntime(LocalHosts, LocalBuilds, RuntimeBackend):
     name = "local"
 
     def __init__(
@@ -111,8 +99,14 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         self._envs = data_dir / "envs"
         self._run = data_dir / "run"
         self._logs = data_dir / "logs"
-        self._pythons: dict[str, str] = {}  # chainlet id -> interpreter
+        # (chainlet id, revision) -> interpreter
+        self._pythons: dict[tuple[str, int], str] = {}
         self._hosts: dict[tuple[str, str], _Host] = {}
+        # A development deployment's spare host per (deployment, interpreter and environment),
+        # and the source each of its deployments was last started on (docs/development.md).
+        self._spares: dict[tuple[str, str], _Host] = {}
+        self._latest_source: dict[str, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
         # Kept in a TrackedRecords, so that the replica table (runtime/replica_table.py) sees
         # every change of what `replicas()` shows.
         self._replicas: TrackedRecords[_Replica] = TrackedRecords(self.replica_table)
@@ -145,9 +139,13 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        for task in list(self._background):
+            task.cancel()
         # All at once: each host waits for its replicas to finish what they serve.
-        await asyncio.gather(*(self._stop_host(host) for host in list(self._hosts.values())))
+        hosts = [*self._hosts.values(), *self._spares.values()]
+        await asyncio.gather(*(self._stop_host(host) for host in hosts))
         self._hosts.clear()
+        self._spares.clear()
         self._replicas.clear()
         if self._session is not None:
             await self._session.close()
@@ -179,7 +177,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
         # Per deployment: the folder its sandbox may write, so it can name only its own ports.
         run_file = self._run / spec.deployment_id / f"{spec.replica_id}.json"
         problem = gpus.placement_problem(spec.instance_type)
-        python = self._pythons.get(spec.chainlet_id)
+        python = self._pythons.get((spec.chainlet_id, spec.revision))
         host_env = self._host_env(spec)
         replica = _Replica(spec, self._host_key(spec, python, host_env), log_path, run_file)
         self._replicas[spec.replica_id] = replica
@@ -190,7 +188,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             self._fail(replica, "the deployment has no source to run")
             return
         digest = spec.artifact_path.name.split(".")[0]
-        source = self.source_dir(digest)
+        source = self.source_of(spec.deployment_id, digest, development=spec.development)
         if not source.is_dir():
             try:
                 await asyncio.to_thread(archives.extract, spec.artifact_path, source)
@@ -209,16 +207,23 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
                     spec.chainlet_name,
                     spec.pip_requirements,
                     spec.image,
-                    digest,
+                    source,
                 )
             except (python_envs.EnvBuildError, ValueError) as exc:
                 self._fail(replica, f"cannot prepare the chainlet's environment: {exc}")
                 return
-            self._pythons[spec.chainlet_id] = python
+            self._pythons[(spec.chainlet_id, spec.revision)] = python
             replica.host_key = self._host_key(spec, python, host_env)
         host = self._hosts.get(replica.host_key)
         if host is None or host.process.returncode is not None:
             host = await self._start_host(replica.host_key, python, source, spec, host_env)
+        if spec.development:
+            self._latest_source[spec.deployment_id] = digest
+            # Not at once: its imports would take the CPU from the replica starting now.
+            self._in_background(
+                functools.partial(self._keep_spare, spec.deployment_id, python, host_env),
+                delay=SPARE_DELAY,
+            )
         command = self._fork_command(replica)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         run_file.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +256,9 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             del self._hosts[key]
             await self._stop_host(host)
         if not any(key[0] == deployment_id for key in self._hosts):
+            for key in [k for k in self._spares if k[0] == deployment_id]:
+                await self._stop_host(self._spares.pop(key))
+            self._latest_source.pop(deployment_id, None)
             host_processes.remove(self._run / deployment_id)
 
     def _replica_states(self) -> list[ReplicaState]:
@@ -263,6 +271,7 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
                 address=f"http://127.0.0.1:{r.port}" if r.port else None,
                 message=r.message,
                 credential=r.credential,
+                revision=r.spec.revision,
             )
             for r in self._replicas.values()
         ]
@@ -335,151 +344,6 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
             "notes": notes,
         }
 
-    def _home(self, deployment_id: str) -> pathlib.Path:
-        """HOME of a deployment's replicas: scratch space of their own (caches land there)."""
-        home = self.data_dir / "scratch" / deployment_id
-        home.mkdir(parents=True, exist_ok=True)
-        return home
-
-    def _host_env(self, spec: ReplicaSpec) -> dict[str, str]:
-        """What a host's environment adds for the chainlet: its `env_variables` and its
-        `external_package_dirs` on PYTHONPATH. Set on the host, before the chain is imported, as
-        a container's environment is on Baseten."""
-        added = {str(k): str(v) for k, v in (spec.image.get("env") or {}).items()}
-        dirs = spec.image.get("package_dirs") or []
-        if dirs and spec.artifact_path is not None:
-            source = self.source_dir(spec.artifact_path.name.split(".")[0])
-            paths = [str(source / d) for d in dirs]
-            existing = added.get("PYTHONPATH")
-            added["PYTHONPATH"] = os.pathsep.join(paths + ([existing] if existing else []))
-        return added
-
-    @staticmethod
-    def _host_key(
-        spec: ReplicaSpec, python: str | None, host_env: dict[str, str]
-    ) -> tuple[str, str]:
-        # Chainlets share a host only when their interpreter and environment variables agree.
-        extra = json.dumps(host_env, sort_keys=True) if host_env else ""
-        return (spec.deployment_id, (python or "") + extra)
-
-    async def _start_host(
-        self,
-        key: tuple[str, str],
-        python: str,
-        source: pathlib.Path,
-        spec: ReplicaSpec,
-        host_env: dict[str, str],
-    ) -> _Host:
-        assert spec.source_file is not None
-        host_log = self._logs / key[0] / "host.log"
-        host_log.parent.mkdir(parents=True, exist_ok=True)
-        argv = [python, "-m", "chainyard.chains.host", str(source), spec.source_file]
-        argv += [spec.entrypoint_name] if spec.entrypoint_name else []
-        if self.sandboxed:
-            argv = sandbox.command(argv, self._layout(key[0], python, source))
-        stderr = open(host_log, "ab")  # noqa: SIM115 - handed to the child process
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                cwd=str(source),
-                env=replica_env.replica_env(
-                    home=self._home(key[0]), pass_through=self.pass_env, chainlet_env=host_env
-                ),
-            )
-        finally:
-            stderr.close()
-        host = _Host(key, process)
-        self._hosts[key] = host
-        record = self._run / "hosts" / f"{process.pid}.json"
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"pid": process.pid, "deployment": key[0]}))
-        host.reader = asyncio.create_task(self._read_host(host, host_log))
-        return host
-
-    async def _read_host(self, host: _Host, host_log: pathlib.Path) -> None:
-        assert host.process.stdout is not None
-        try:
-            async for raw in host.process.stdout:
-                await self._on_host_event(host, raw)
-        except (ValueError, OSError) as exc:
-            # Lines past the reader's limit: the host (which runs chainlet code) is not speaking
-            # the protocol; it is stopped, not believed.
-            host.failed = f"the replica host broke its protocol ({exc})"
-            with contextlib.suppress(ProcessLookupError):
-                host.process.kill()
-        await host.process.wait()
-        (self._run / "hosts" / f"{host.process.pid}.json").unlink(missing_ok=True)
-        if host.failed is None:
-            tail = host_processes.tail(host_log)
-            host.failed = f"the replica host exited ({host.process.returncode}){tail}"
-        self._fail_pending(host)
-        for replica in list(self._replicas.values()):
-            if replica.host_key == host.key and replica.pid is not None and not replica.stopping:
-                self._fail(replica, host.failed)
-        if self._hosts.get(host.key) is host:
-            del self._hosts[host.key]
-
-    async def _on_host_event(self, host: _Host, raw: bytes) -> None:
-        """One event line of a host. The host runs the chain's code, so an event is believed
-        only about the host's own replicas, and a pid only once found among its descendants."""
-        try:
-            event = json.loads(raw)
-            kind = event.get("event")
-        except (ValueError, AttributeError):
-            return
-        if kind == "ready":
-            host.ready.set()
-            for command in host.pending:
-                await self._send(host, command)
-            host.pending.clear()
-            return
-        if kind == "failed":
-            host.failed = f"the chain failed to load: {str(event.get('message'))[:2000]}"
-            self._fail_pending(host)
-            return
-        replica = self._replicas.get(str(event.get("replica_id")))
-        if replica is None or replica.host_key != host.key:
-            return
-        if kind == "forked":
-            # In a sandbox the host reports the pid of its own PID namespace.
-            replica.pid = host_processes.descendant_pid(host.process.pid, event.get("pid"))
-            if replica.pid is None:
-                self._fail(replica, "the replica host reported a replica it did not start")
-            elif replica.stopping:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(replica.pid, signal.SIGTERM)
-        elif kind == "exited":
-            self._on_exit(replica, event)
-
-    def _layout(self, deployment_id: str, python: str, source: pathlib.Path) -> sandbox.Layout:
-        """What a deployment's sandbox sees of the data dir: its own parts only."""
-        read_only = [source, sandbox.interpreter_root(python)]
-        env_dir = pathlib.Path(python).parents[1]
-        if env_dir.is_relative_to(self._envs):
-            read_only.append(env_dir)
-        writable = [
-            self._home(deployment_id),
-            self._logs / deployment_id,
-            self._run / deployment_id,
-            self.data_dir / "chainlet-data" / deployment_id,
-        ]
-        return sandbox.Layout(
-            data_dir=self.data_dir,
-            read_only=tuple(read_only),
-            writable=tuple(writable),
-            workdir=source,
-        )
-
-    def _fail_pending(self, host: _Host) -> None:
-        for command in host.pending:
-            replica = self._replicas.get(command["replica_id"])
-            if replica is not None:
-                self._fail(replica, host.failed or "the replica host failed")
-        host.pending.clear()
-
     def _on_exit(self, replica: _Replica, event: dict[str, Any]) -> None:
         replica.run_file.unlink(missing_ok=True)
         if replica.stopping:
@@ -498,28 +362,11 @@ class LocalRuntime(LocalBuilds, RuntimeBackend):
     def _forget(self, replica: _Replica) -> None:
         self._replicas.pop(replica.spec.replica_id, None)
         replica.run_file.unlink(missing_ok=True)
+        self._retire_if_superseded(replica.host_key)
 
     def _kill_if_alive(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-
-    async def _send(self, host: _Host, command: dict[str, Any]) -> None:
-        assert host.process.stdin is not None
-        host.process.stdin.write((json.dumps(command) + "\n").encode())
-        await host.process.stdin.drain()
-
-    async def _stop_host(self, host: _Host) -> None:
-        if host.process.stdin is not None and not host.process.stdin.is_closing():
-            host.process.stdin.close()  # the host stops its children and exits
-        try:
-            await asyncio.wait_for(host.process.wait(), timeout=STOP_GRACE + 2)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                host.process.kill()
-            await host.process.wait()
-        if host.reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(host.reader, timeout=2)
 
     async def _watch(self) -> None:
         while True:

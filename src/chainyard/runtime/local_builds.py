@@ -25,21 +25,30 @@ class LocalBuilds:
     install_apt: bool
     _sources: pathlib.Path
     _envs: pathlib.Path
-    # The interpreter each built chainlet runs on, by chainlet id.
-    _pythons: dict[str, str]
+    # The interpreter each built chainlet runs on, by chainlet id and patch revision.
+    _pythons: dict[tuple[str, int], str]
 
     def source_dir(self, digest: str) -> pathlib.Path:
         return self._sources / digest
+
+    def _dev_sources(self, deployment_id: str) -> pathlib.Path:
+        """Every source a development deployment ran, in one folder of its own: its sandbox
+        sees this folder, so that its spare host can load the next patch's source."""
+        return self.data_dir / "dev-sources" / deployment_id
+
+    def source_of(self, deployment_id: str, digest: str, *, development: bool) -> pathlib.Path:
+        if development:
+            return self._dev_sources(deployment_id) / digest
+        return self.source_dir(digest)
 
     async def build(self, request: BuildRequest) -> BuildResult:
         lines: list[str] = []
         if request.artifact_path is None:
             return BuildResult(ok=False, message="the deployment has no source archive to run")
         digest = request.artifact_path.name.split(".")[0]
+        source = self.source_of(request.deployment_id, digest, development=request.development)
         try:
-            await asyncio.to_thread(
-                archives.extract, request.artifact_path, self.source_dir(digest)
-            )
+            await asyncio.to_thread(archives.extract, request.artifact_path, source)
         except archives.ArchiveError as exc:
             return BuildResult(ok=False, message=f"cannot unpack the source: {exc}")
         except OSError as exc:
@@ -67,7 +76,7 @@ class LocalBuilds:
                 request.chainlet_name,
                 request.pip_requirements,
                 image,
-                digest,
+                source,
             )
         except python_envs.EnvBuildError as exc:
             return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines + exc.log))
@@ -79,12 +88,10 @@ class LocalBuilds:
         if chainlet_data.wanted(image):
             target = self._data_dir(request.deployment_id, request.chainlet_name)
             try:
-                lines += await asyncio.to_thread(
-                    chainlet_data.prepare, target, self.source_dir(digest), image
-                )
+                lines += await asyncio.to_thread(chainlet_data.prepare, target, source, image)
             except (chainlet_data.DataDirError, OSError) as exc:
                 return BuildResult(ok=False, message=str(exc), log_lines=tuple(lines))
-        self._pythons[request.chainlet_id] = python
+        self._pythons[(request.chainlet_id, request.revision)] = python
         return BuildResult(ok=True, log_lines=tuple(lines), warnings=tuple(warnings))
 
     async def _environment(
@@ -93,7 +100,7 @@ class LocalBuilds:
         chainlet: str,
         pip_requirements: tuple[str, ...],
         image: dict[str, Any],
-        digest: str,
+        source: pathlib.Path,
     ) -> tuple[str, list[str], str | None]:
         """The chainlet's interpreter, the build log lines, and the note when its base image's
         Python is not the one that runs it. ValueError when it cannot run here at all."""
@@ -105,13 +112,13 @@ class LocalBuilds:
             raise ValueError(choice.refusal)
         note = choice.warning if "base_image" in image else None
         requirements = list(pip_requirements)
-        cwd = self.source_dir(digest)
+        cwd = source
         from_file = image.get("requirements_file")
         if from_file:
             requirements += list(from_file.get("requirements", []))
             cwd = cwd / str(from_file.get("dir") or ".")
         python, log = await python_envs.ensure_env(
-            self._envs, requirements, base=choice, cwd=cwd, source_key=digest
+            self._envs, requirements, base=choice, cwd=cwd, source_key=source.name
         )
         return python, log, note
 

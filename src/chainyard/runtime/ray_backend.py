@@ -290,6 +290,7 @@ class RayRuntime(RuntimeBackend):
                 address=ray_messages.address(r.ip, r.port) if r.ip and r.port else None,
                 message=r.message,
                 credential=r.credential,
+                revision=r.spec.revision,
             )
             for r in self._replicas.values()
         ]

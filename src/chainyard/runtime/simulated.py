@@ -136,4 +136,5 @@ class SimulatedRuntime(RuntimeBackend):
             phase=phase,
             address=f"simulated://{spec.replica_id}",
             message=message,
+            revision=spec.revision,
         )

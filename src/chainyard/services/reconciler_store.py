@@ -19,6 +19,7 @@ from chainyard.services.pacing import Pacer, unpaced
 from chainyard.store.chains import MOVING_STATUSES, Chain, ChainDeployment, Chainlet, unsettled
 from chainyard.store.environments import Environment
 from chainyard.store.logs import ChainletLog
+from chainyard.store.patches import DeploymentPatch
 from chainyard.store.workspaces import Workspace
 
 
@@ -51,6 +52,12 @@ class ChainletWork:
     image: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Chainlet name -> id of the chainlets in the same deployment (dependencies' routes).
     sibling_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The patch revision whose code the chainlet runs (docs/development.md), whether its
+    # deployment is a development one, and the kind of the patch being applied to it, if one
+    # is: "code" or "requirements" (a rebuild first).
+    code_revision: int = 0
+    development: bool = False
+    patch_kind: str | None = None
 
 
 @dataclasses.dataclass
@@ -139,7 +146,24 @@ def load_work(
     is not at rest (status moving, or desired != ready) plus the ids in `also`: the cheap scan
     between full ones, for a store with many steady deployments."""
     ids = {g.chainlet_id for g in glance(core, settled_too=settled_too, pacer=pacer)}
-    return load_chainlets(core, ids | (also or set()), pacer=pacer)
+    return load_chainlets(core, ids | (also or set()) | patched(core), pacer=pacer)
+
+
+def patched(core: Core) -> set[str]:
+    """Chainlets a patch is being applied to: at rest in the store (ACTIVE, as many ready as
+    wanted) while their replicas are replaced."""
+    with core.db.read() as session:
+        return set(
+            session.scalars(
+                select(Chainlet.id)
+                .join(
+                    DeploymentPatch,
+                    (DeploymentPatch.chain_deployment_id == Chainlet.chain_deployment_id)
+                    & (DeploymentPatch.revision == Chainlet.code_revision),
+                )
+                .where(DeploymentPatch.status == "APPLYING")
+            )
+        )
 
 
 def load_chainlets(core: Core, ids: set[str], *, pacer: Pacer | None = None) -> list[ChainletWork]:
@@ -175,6 +199,9 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             Chain.workspace_id,
             ChainDeployment.entrypoint,
             Chainlet.image,
+            Chainlet.artifact_digest,
+            Chainlet.code_revision,
+            ChainDeployment.is_development,
         )
         .join(ChainDeployment, ChainDeployment.id == Chainlet.chain_deployment_id)
         .join(Chain, Chain.id == ChainDeployment.chain_id)
@@ -208,6 +235,17 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
         )
     ):
         siblings.setdefault(deployment_id, {})[name] = chainlet_id
+    applying: dict[tuple[str, int], str] = {
+        (deployment_id, revision): kind
+        for deployment_id, revision, kind in session.execute(
+            select(
+                DeploymentPatch.chain_deployment_id, DeploymentPatch.revision, DeploymentPatch.kind
+            ).where(
+                DeploymentPatch.chain_deployment_id.in_(deployment_ids),
+                DeploymentPatch.status == "APPLYING",
+            )
+        )
+    }
     return [
         ChainletWork(
             chainlet_id=r[0],
@@ -220,7 +258,7 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             desired_state=r[13],
             instance_type_id=r[5],
             compute=dict(r[6] or {}),
-            artifact_digest=r[14],
+            artifact_digest=r[20] or r[14],
             is_entrypoint=bool(r[7]),
             dependencies=tuple(r[8] or ()),
             pip_requirements=tuple(r[9] or ()),
@@ -231,6 +269,9 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             entrypoint_name=r[18],
             image=dict(r[19] or {}),
             sibling_ids=siblings.get(r[11], {}),
+            code_revision=int(r[21] or 0),
+            development=bool(r[22]),
+            patch_kind=applying.get((r[11], int(r[21] or 0))),
         )
         for r in rows
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chainyard.store.base import Base, UTCDateTime, utcnow
@@ -18,6 +18,8 @@ class DeploymentPatch(Base):
         UniqueConstraint(
             "chain_deployment_id", "revision", name="uq_deployment_patches_deployment_revision"
         ),
+        # The reconciler asks every tick which patches are being applied.
+        Index("ix_deployment_patches_status", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)

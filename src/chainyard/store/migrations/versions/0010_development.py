@@ -61,9 +61,11 @@ def upgrade() -> None:
             ["chain_deployment_id"],
             unique=False,
         )
+        batch.create_index("ix_deployment_patches_status", ["status"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deployment_patches_status", table_name="deployment_patches")
     op.drop_index(
         op.f("ix_deployment_patches_chain_deployment_id"), table_name="deployment_patches"
     )

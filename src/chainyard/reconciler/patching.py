@@ -1,0 +1,168 @@
+"""The reconciler's part in applying a patch of a development deployment (docs/development.md):
+moving a chainlet's replicas to its code revision (reconciler/revisions.py), the rebuild a
+changed requirement needs first, and writing each patch's outcome. A part of `Reconciler`
+(reconciler/loop.py), kept apart because nothing else in the loop knows about revisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import time
+from typing import TYPE_CHECKING
+
+from chainyard.reconciler import revisions
+from chainyard.runtime.base import (
+    BuildRequest,
+    BuildResult,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+    RuntimeBackend,
+)
+from chainyard.services import patches
+from chainyard.services.context import Core
+from chainyard.services.reconciler_store import ChainletUpdate, ChainletWork
+
+
+class Patching:
+    core: Core
+    runtime: RuntimeBackend
+    _wake: asyncio.Event
+    _builds: dict[str, asyncio.Task[BuildResult]]
+    _failures: dict[str, int]
+    _retry_at: dict[str, float]
+    _patches: revisions.Patches
+    _build_revision: dict[str, int]
+    _replacing: bool
+    _change_waiter: asyncio.Task[None] | None
+
+    if TYPE_CHECKING:  # of Reconciler
+
+        async def _stop(self, replica_id: str) -> None: ...
+        async def _replica_spec(self, w: ChainletWork) -> ReplicaSpec: ...
+        def _artifact(self, w: ChainletWork) -> pathlib.Path | None: ...
+        async def _build(self, w: ChainletWork, request: BuildRequest) -> BuildResult: ...
+        def _cancel_build(self, chainlet_id: str) -> None: ...
+
+    async def _replace(
+        self, w: ChainletWork, update: ChainletUpdate, live: list[ReplicaState]
+    ) -> int:
+        """Moves the chainlet's replicas to its code revision (reconciler/revisions.py); returns
+        how many replicas of any revision are ready."""
+        ready = sum(1 for r in live if r.phase == ReplicaPhase.READY)
+        revision = (w.deployment_id, w.code_revision)
+        if revision in self._patches.given_up:
+            # Undone in the store at the end of this tick (another chainlet of the patch failed
+            # first); this chainlet's own failure is still worth a line in its logs.
+            for r in live:
+                if r.revision == w.code_revision:
+                    await self._stop(r.replica_id)
+                    if r.phase == ReplicaPhase.FAILED:
+                        self._log_failure(w, update, r.message or "its replica failed to start")
+            return ready
+        if (
+            w.patch_kind == "requirements"
+            and (w.chainlet_id, w.code_revision) not in self._patches.built
+        ):
+            result = self._patch_build(w, update)
+            if result is None:
+                self._patches.seen(*revision, done=False)
+                return ready
+            if not result.ok:
+                self._give_up(w, update, f"the rebuild failed: {result.message}")
+                return ready
+            self._patches.built.add((w.chainlet_id, w.code_revision))
+        step = revisions.plan(w.code_revision, w.desired_replicas, live)
+        if step.failed is not None:
+            for r in live:
+                if r.revision == w.code_revision:
+                    await self._stop(r.replica_id)
+            if w.patch_kind is not None:
+                self._give_up(w, update, step.failed.message or "its replica failed to start")
+            else:
+                self._failures[w.chainlet_id] += 1
+                attempts = self._failures[w.chainlet_id]
+                self._retry_at[w.chainlet_id] = time.monotonic() + min(0.5 * 2**attempts, 30)
+            return step.ready
+        if step.start and time.monotonic() >= self._retry_at.get(w.chainlet_id, 0.0):
+            for _ in range(step.start):
+                await self.runtime.start_replica(await self._replica_spec(w))
+        for replica_id in step.stop:
+            await self._stop(replica_id)
+        if w.patch_kind is not None:
+            self._patches.seen(*revision, done=step.done)
+        if not step.done:
+            self._replacing = True
+        return step.ready
+
+    def _give_up(self, w: ChainletWork, update: ChainletUpdate, reason: str) -> None:
+        self._log_failure(w, update, reason)
+        self._patches.fail(w.deployment_id, w.code_revision, f"chainlet {w.name}: {reason}")
+
+    def _log_failure(self, w: ChainletWork, update: ChainletUpdate, reason: str) -> None:
+        line = f"patch {w.code_revision} failed: {reason}; the previous code keeps serving"
+        update.log_lines.append((line, "ERROR", None))
+
+    def _patch_build(self, w: ChainletWork, update: ChainletUpdate) -> BuildResult | None:
+        """The rebuild a patch of the chainlet's requirements or image needs, in the background
+        while the old replicas serve: None until it is done."""
+        task = self._builds.get(w.chainlet_id)
+        if task is not None and self._build_revision.get(w.chainlet_id) != w.code_revision:
+            self._cancel_build(w.chainlet_id)  # for a patch that a newer one superseded
+            task = None
+        if task is None:
+            request = BuildRequest(
+                chainlet_id=w.chainlet_id,
+                chainlet_name=w.name,
+                deployment_id=w.deployment_id,
+                artifact_path=self._artifact(w),
+                pip_requirements=w.pip_requirements,
+                image=w.image,
+                revision=w.code_revision,
+                development=w.development,
+            )
+            task = asyncio.create_task(self._build(w, request))
+            task.add_done_callback(lambda _t: self._wake.set())
+            self._builds[w.chainlet_id] = task
+            self._build_revision[w.chainlet_id] = w.code_revision
+            update.log_lines.append(
+                (f"rebuild of {w.name} for patch {w.code_revision} started", "INFO", "build")
+            )
+            return None
+        if not task.done():
+            return None
+        del self._builds[w.chainlet_id]
+        self._build_revision.pop(w.chainlet_id, None)
+        try:
+            result = task.result()
+        except Exception as exc:
+            result = BuildResult(ok=False, message=f"build crashed: {exc!r}")
+        update.log_lines.extend((line, "WARNING", "build") for line in result.warnings)
+        update.log_lines.extend((line, None, "build") for line in result.log_lines)
+        return result
+
+    async def _record_patches(self, generation: int) -> None:
+        """Writes this tick's patch outcomes; while a replacement waits for replicas, the next
+        change of the replica table wakes the loop (a patch is live the moment its replica is
+        ready, not at the next interval)."""
+        done, failed = self._patches.outcomes()
+        if done or failed:
+            await asyncio.to_thread(self._write_patch_outcomes, done, failed)
+            for key in failed:
+                self._patches.given_up.discard(key)
+            self._wake.set()  # a failed patch undone: its chainlets go back at once
+        if self._replacing and (self._change_waiter is None or self._change_waiter.done()):
+            self._change_waiter = asyncio.create_task(self._wake_on_change(generation))
+
+    def _write_patch_outcomes(
+        self, done: list[tuple[str, int]], failed: dict[tuple[str, int], str]
+    ) -> None:
+        for deployment_id, revision in done:
+            patches.succeed(self.core, deployment_id, revision)
+        for (deployment_id, revision), message in failed.items():
+            patches.fail(self.core, deployment_id, revision, message)
+
+    async def _wake_on_change(self, generation: int) -> None:
+        await self.runtime.changed(generation)
+        self._wake.set()
