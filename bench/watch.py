@@ -219,7 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10, help="code-only saves")
     parser.add_argument("--requirement-rounds", type=int, default=2, help="requirement saves")
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between saves")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between saves")
     parser.add_argument(
         "--settle", type=float, default=3.0, help="seconds after the push is active"
     )

@@ -1,4 +1,4 @@
-"""The watcher's import check: a fresh child per check imports the chain as saved and answers
+"""The watcher's import check: a fresh fork per check imports the chain as saved and answers
 with push's manifest, or with the error as a person fixing the chain wants it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from chainyard.cli.chain_check import ImportChecker, describe_error
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello_world" / "chain.py"
 
-pytestmark = pytest.mark.slow  # each check starts a Python that imports truss_chains
+pytestmark = pytest.mark.slow  # the checker's child imports truss_chains
 
 
 @pytest.fixture
@@ -42,7 +42,9 @@ def test_a_good_chain_then_edits_each_seen_afresh(chain: pathlib.Path) -> None:
             "import truss_chains as chains\n\nimport helper\n",
         )
         chain.write_text(source)
+        child = checker._child
         second = checker.check()
+        assert checker._child is child, "one child forks every check: truss is imported once"
         assert second.error is None, second.error
         assert "imported helper" in second.output  # the chain's prints, apart from the answer
 

@@ -217,7 +217,8 @@ class Watcher:
                 self.report.outcome(outcome)
             if outcome.result == "interrupted" or self.stop.is_set():
                 return
-            # The next check's child starts now that the machine is idle again.
+            # The checker's child stays between checks; one that died starts again now that
+            # the machine is idle.
             self.checker.prepare()
 
     def sync(self, saved_at: float) -> Outcome:

@@ -23,7 +23,7 @@ log = logging.getLogger("chainyard.runtime.local")
 
 STOP_GRACE = 5.0
 # Seconds after a development deployment's replica starts before its next spare host does.
-SPARE_DELAY = 2.0
+SPARE_DELAY = 0.5
 
 
 class _Host:
