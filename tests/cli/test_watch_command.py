@@ -1,5 +1,6 @@
 """The watching `push --watch` and `watch` do, end to end on this side: real file events, the
-import check's child, Ctrl-C; `client.development` is a stand-in until the server side is here."""
+import check's child, Ctrl-C; `client.development` is a stand-in (the server side has its own
+tests)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_a_save_is_patched_and_ctrl_c_ends_the_watch(
     pushed = tree.scan()
     session = Session(resolve(url="http://127.0.0.1:9", api_key="abcd1234.x", output="table"))
     api = FakeDevelopment()
-    session.client.development = api  # type: ignore[attr-defined]
+    session.client.development = api
 
     def edit_then_interrupt() -> None:
         time.sleep(0.5)

@@ -1,19 +1,25 @@
-"""The dashboard in Debian's Chromium, driven by Playwright: sign in, open a chain and its
-environment, change a chainlet's instance type, and watch the new deployment get promoted without
-a reload. Screenshots of each step go to the test run's artifacts (see conftest.py)."""
+"""The dashboard in Debian's Chromium, driven by Playwright: sign in, open a chain, its development
+deployment and its patch history, then its environment, change a chainlet's instance type, and
+watch the new deployment get promoted without a reload. Screenshots of each step go to the test
+run's artifacts (see conftest.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pathlib
+import re
 import shutil
+import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from chainyard.sdk import Client
 from tests.dashboard.conftest import KEY, Server
 from tests.support.server import hello_manifest
 
@@ -78,6 +84,83 @@ def _deployed_chain(server: Server) -> tuple[str, str, str]:
     return name, chain_id, dep_id
 
 
+def _tgz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+# A file name that is markup: the page must show it as text.
+MARKUP_PATH = "notes/<b>bold</b> & more.txt"
+
+
+def _development(client: Client, name: str) -> tuple[str, str]:
+    """(deployment id, digest of its source) of the chain's new development deployment."""
+    manifest = {**hello_manifest(chain_name=name, environment=None), "source_file": "chain.py"}
+    source = _tgz({"chain.py": b"v1\n"})
+    pushed = client.development.push(manifest, source=source)
+    assert pushed.chain_deployment.is_development
+    return pushed.chain_deployment.id, hashlib.sha256(source).hexdigest()
+
+
+def _check_patch_history(
+    page: Any, client: Client, chain_id: str, base: str, shot: Callable[[str], None]
+) -> None:
+    """On the development deployment's page: no patches yet; then three, made while the page is
+    open, appear newest first with their statuses, paths and messages."""
+    expect = playwright_api.expect
+    history = page.get_by_test_id("patch-history")
+    expect(history).to_be_visible()
+    expect(history.get_by_test_id("patches")).to_contain_text(
+        "No patches yet: chainyard push --watch patches this deployment on every save."
+    )
+    shot("development-deployment")
+
+    first = client.development.patch(
+        chain_id, base_digest=base, files=_tgz({"chain.py": b"v2\n", MARKUP_PATH: b"x"})
+    )
+    # On top of the first while it may still apply (then it supersedes it), then the same tree
+    # again: nothing to do.
+    second = client.development.patch(
+        chain_id,
+        base_digest=first.artifact_digest,
+        files=_tgz({"chain.py": b"v3\n"}),
+        deleted=[MARKUP_PATH],
+    )
+    third = client.development.patch(
+        chain_id, base_digest=second.artifact_digest, files=_tgz({"chain.py": b"v3\n"})
+    )
+    assert third.status == "SKIPPED"
+    rows = history.get_by_test_id("patch-row")
+    expect(rows).to_have_count(3, timeout=15_000)
+    expect(rows.nth(0)).to_have_attribute("data-revision", "3")
+    row = {r: history.locator(f"[data-testid=patch-row][data-revision='{r}']") for r in (1, 2, 3)}
+    # Followed by the page's refresh until the reconciler is done with it.
+    status = "patch-status"
+    expect(row[2].get_by_test_id(status)).to_have_text("SUCCEEDED", timeout=30_000)
+    expect(row[3].get_by_test_id(status)).to_have_text("SKIPPED")
+    expect(row[2].get_by_test_id("patch-duration")).to_have_text(
+        re.compile(r"^\d+ ms$|^\d+\.\d\d s$")
+    )
+    done = {p.revision: p for p in client.development.patches(chain_id)}
+    # The first either finished before the second came, or was superseded by it.
+    assert done[1].status in ("SUCCEEDED", "FAILED"), done[1]
+    expect(row[1].get_by_test_id(status)).to_have_text(done[1].status)
+    messages = history.get_by_test_id("patch-message")
+    expect(messages.first).to_contain_text("nothing changed")
+    if done[1].status == "FAILED":
+        expect(messages.last).to_have_text("superseded by revision 2")
+    expect(row[1]).to_contain_text("HelloWorld, RandInt")
+    expect(row[1].get_by_test_id("patch-changed")).to_have_text(f"chain.py, {MARKUP_PATH}")
+    expect(row[2].get_by_test_id("patch-deleted")).to_have_text(MARKUP_PATH)
+    expect(history.locator("b")).to_have_count(0)  # the path's markup stayed text
+    shot("patch-history")
+
+
 def _wait_current(server: Server, chain_id: str, dep_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     with server.client() as client:
@@ -96,11 +179,8 @@ def test_change_an_instance_type_and_watch_the_promotion(
     page: Any, server: Server, artifacts: pathlib.Path
 ) -> None:
     name, chain_id, first = _deployed_chain(server)
-    with server.client() as client:
-        manifest = {**hello_manifest(chain_name=name, environment=None), "development": True}
-        response = client.post("/v1/chains/deploy", json=manifest)
-        assert response.status_code == 200, response.text
-        development = response.json()["chain_deployment"]["id"]
+    sdk = Client(server.url, KEY, timeout=60)
+    development, base = _development(sdk, name)
     problems = _collect_problems(page)
     expect = playwright_api.expect
     step = iter(range(1, 100))
@@ -134,6 +214,12 @@ def test_change_an_instance_type_and_watch_the_promotion(
         expect(page.locator(rows.format(development)).get_by_test_id(badge)).to_be_visible()
         expect(page.locator(rows.format(first)).get_by_test_id(badge)).to_have_count(0)
         shot("chain")
+
+        page.locator(rows.format(development)).get_by_role("link").click()
+        expect(page.get_by_test_id("deployment-status")).to_be_visible()
+        expect(page.locator("h1").get_by_test_id(badge)).to_be_visible()
+        _check_patch_history(page, sdk, chain_id, base, shot)
+        page.locator("#crumbs").get_by_role("link", name=name).click()
 
         env_row.get_by_test_id("environment-link").click()
         expect(page.get_by_test_id("current-deployment-id")).to_have_text(first)
@@ -201,6 +287,7 @@ def test_change_an_instance_type_and_watch_the_promotion(
         expect(page.get_by_test_id("deployment-status")).to_have_text("ACTIVE")
         chainlet = page.locator("[data-testid=chainlet-row][data-chainlet='RandInt']")
         expect(chainlet).to_contain_text("2 vCPU, 8 GiB")
+        expect(page.get_by_test_id("patch-history")).to_be_hidden()  # a published deployment
         shot("deployment")
 
         chainlet.get_by_test_id("logs-link").click()
@@ -216,3 +303,5 @@ def test_change_an_instance_type_and_watch_the_promotion(
         page.screenshot(path=str(artifacts / "failure.png"), full_page=True)
         print(f"browser: {problems}\nserver log:\n{server.log_tail()}")
         raise
+    finally:
+        sdk.close()

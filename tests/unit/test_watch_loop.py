@@ -1,5 +1,6 @@
-"""The watch loop against a stand-in for `client.development` (the server side has its own tests):
-what each batch sends, how the known tree moves on, and what it prints."""
+"""The watch loop against a stand-in for `client.development` (a subclass of the SDK's, answering
+the SDK's `Patch`; the server side has its own tests): what each batch sends, how the known tree
+moves on, and what it prints."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import json
 import pathlib
 import tarfile
 import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from chainyard.cli.chain_check import CheckResult
-from chainyard.cli.commands.watch import wake_development
 from chainyard.cli.source_changes import SourceTree
 from chainyard.cli.watch import (
     REPLACE_HINT,
@@ -30,22 +32,34 @@ from chainyard.cli.watch import (
     line,
     record,
 )
+from chainyard.schemas import DeployManifest, Patch
+from chainyard.schemas.patches import PatchStatus
 from chainyard.sdk import Client, Conflict, ConnectionFailed, Invalid, NotFound
+from chainyard.sdk.client import Development
 
 MANIFEST = {"chain_name": "hello", "entrypoint": "A", "chainlets": [{"name": "A"}]}
 
 
-@dataclasses.dataclass
-class FakePatch:
-    id: str
-    status: str
-    kind: str = "code"
-    chainlets: list[str] = dataclasses.field(default_factory=lambda: ["A"])
-    changed_paths: list[str] = dataclasses.field(default_factory=list)
-    deleted_paths: list[str] = dataclasses.field(default_factory=list)
-    artifact_digest: str | None = None
-    message: str | None = None
-    duration_ms: float | None = None
+def make_patch(patch_id: str, status: PatchStatus, **fields: Any) -> Patch:
+    now = datetime.now(UTC)
+    return Patch(
+        **{
+            "id": patch_id,
+            "chain_deployment_id": "dev1",
+            "revision": int(patch_id.lstrip("p")),
+            "status": status,
+            "kind": "code",
+            "chainlets": ["A"],
+            "changed_paths": [],
+            "deleted_paths": [],
+            "artifact_digest": None,
+            "message": None,
+            "created_at": now,
+            "finished_at": None if status == "APPLYING" else now,
+            "duration_ms": None,
+            **fields,
+        }
+    )
 
 
 @dataclasses.dataclass
@@ -57,13 +71,15 @@ class Call:
     chainlets: list[str] | None
 
 
-class FakeDevelopment:
-    """Answers each patch with APPLYING, then `final` after `polls` reads."""
+class FakeDevelopment(Development):
+    """Answers each patch with APPLYING, then `final` after `polls` reads. No client behind it:
+    a call it does not fake fails."""
 
     def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
         self.calls: list[Call] = []
         self.errors: list[Exception] = []  # raised by the next patch calls, in order
-        self.final = "SUCCEEDED"
+        self.final: PatchStatus = "SUCCEEDED"
         self.message: str | None = None
         self.polls = 2
         self.reads = 0
@@ -72,15 +88,16 @@ class FakeDevelopment:
     def patch(
         self,
         chain_id: str,
-        /,
         *,
         base_digest: str | None,
-        files: bytes | None,
-        deleted: list[str],
-        manifest: dict[str, Any] | None,
-        chainlets: list[str] | None,
-    ) -> FakePatch:
+        files: bytes | None = None,
+        deleted: Sequence[str] = (),
+        manifest: DeployManifest | Mapping[str, Any] | None = None,
+        chainlets: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Patch:
         assert chain_id == "chain1"
+        assert manifest is None or isinstance(manifest, dict)
         contents: dict[str, bytes] = {}
         if files is not None:
             with tarfile.open(fileobj=io.BytesIO(files), mode="r:gz") as tar:
@@ -88,23 +105,24 @@ class FakeDevelopment:
                     f = tar.extractfile(m)
                     assert f is not None
                     contents[m.name] = f.read()
-        self.calls.append(Call(base_digest, contents, deleted, manifest, chainlets))
+        selected = None if chainlets is None else list(chainlets)
+        self.calls.append(Call(base_digest, contents, list(deleted), manifest, selected))
         if self.errors:
             raise self.errors.pop(0)
         self.left = self.polls
-        return FakePatch(id=f"p{len(self.calls)}", status="APPLYING")
+        return make_patch(f"p{len(self.calls)}", "APPLYING")
 
-    def get_patch(self, chain_id: str, patch_id: str, /) -> FakePatch:
+    def get_patch(self, chain_id: str, patch_id: str) -> Patch:
         self.reads += 1
         self.left -= 1
         if self.left > 0:
-            return FakePatch(id=patch_id, status="APPLYING")
-        return FakePatch(
-            id=patch_id,
-            status=self.final,
+            return make_patch(patch_id, "APPLYING")
+        return make_patch(
+            patch_id,
+            self.final,
             artifact_digest=f"digest-of-{patch_id}",
             message=self.message,
-            duration_ms=120.0,
+            duration_ms=120,
         )
 
 
@@ -404,7 +422,7 @@ def test_waker_wakes_at_once_and_reports_a_run_of_failures_once() -> None:
     assert errors == ["down"]
 
 
-def test_wake_calls_the_development_path() -> None:
+def test_the_wake_of_no_sleep_calls_the_development_path() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -412,7 +430,8 @@ def test_wake_calls_the_development_path() -> None:
         return httpx.Response(200, json={})
 
     with Client("http://server", "key1", transport=httpx.MockTransport(handler)) as client:
-        wake_development(client, "chain/1")
+        # What `--watch-no-sleep`'s waker calls (cli/commands/watch.py).
+        client.chains.wake("chain/1", development=True)
     [request] = seen
     assert request.method == "POST"
     assert request.url.raw_path == b"/chains/chain%2F1/development/wake"

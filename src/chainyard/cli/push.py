@@ -99,14 +99,14 @@ def push(
     manifest = manifest_of(info, path, name)
     if environment:
         manifest["environment"] = environment
-    if watch:
-        manifest["development"] = True
     s.note(
         f"pushing {'the development deployment of ' if watch else ''}chain "
         f"[bold]{manifest['chain_name']}[/bold] ({len(info.chainlets)} chainlets, "
         f"{len(archive) // 1024} KiB) to {s.settings.url}"
     )
-    deployed = s.client.chains.deploy(manifest, source=archive, timeout=120)
+    # --watch: the development push (the SDK marks the manifest `development`).
+    send = s.client.development.push if watch else s.client.chains.deploy
+    deployed = send(manifest, source=archive, timeout=120)
     chain_id, deployment = deployed.chain_id, deployed.chain_deployment
     s.note(f"chain {chain_id}, deployment {deployment.id} ({deployment.status.value})")
     # On stderr in every output format: a script reads stdout, a person must see these.

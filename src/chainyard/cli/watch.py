@@ -19,7 +19,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from rich.markup import escape
@@ -27,6 +27,7 @@ from rich.markup import escape
 from chainyard.chains.packaging import PackagingError
 from chainyard.cli.chain_check import CheckResult
 from chainyard.cli.source_changes import Changes, SourceTree, Tree, diff
+from chainyard.schemas import Patch
 from chainyard.sdk import (
     ChainyardAPIError,
     ChainyardError,
@@ -37,6 +38,7 @@ from chainyard.sdk import (
     RateLimited,
     ServerError,
 )
+from chainyard.sdk.client import Development
 
 POLL_INTERVAL = 0.05
 WAKE_INTERVAL = 60.0
@@ -50,47 +52,6 @@ IDLE_MS = 200
 _SHOWN_PATHS = 6
 _OUTPUT_LINES = 30
 REPLACE_HINT = "run `chainyard push --watch` again to replace the development deployment"
-
-
-class PatchView(Protocol):
-    """What the watcher reads of a patch (the SDK's `Patch`)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def status(self) -> object: ...  # APPLYING | SUCCEEDED | FAILED | SKIPPED (str or str enum)
-    @property
-    def kind(self) -> object: ...  # code | requirements
-    @property
-    def chainlets(self) -> Sequence[str]: ...
-    @property
-    def changed_paths(self) -> Sequence[str]: ...
-    @property
-    def deleted_paths(self) -> Sequence[str]: ...
-    @property
-    def artifact_digest(self) -> str | None: ...
-    @property
-    def message(self) -> str | None: ...
-    @property
-    def duration_ms(self) -> float | None: ...
-
-
-class DevelopmentAPI(Protocol):
-    """The SDK's `client.development` (patch, get_patch)."""
-
-    def patch(
-        self,
-        chain_id: str,
-        /,
-        *,
-        base_digest: str | None,
-        files: bytes | None,
-        deleted: list[str],
-        manifest: dict[str, Any] | None,
-        chainlets: list[str] | None,
-    ) -> PatchView: ...
-
-    def get_patch(self, chain_id: str, patch_id: str, /) -> PatchView: ...
 
 
 class Checker(Protocol):
@@ -110,11 +71,6 @@ def output_tail(output: str) -> str | None:
     return "\n".join(lines) or None
 
 
-def text(value: object) -> str:
-    """A status or kind, whether the model gives a str enum or a str ("" for None)."""
-    return "" if value is None else str(getattr(value, "value", value))
-
-
 @dataclasses.dataclass(frozen=True)
 class Synced:
     """What the development deployment is known to run: a tree and its digest (None: not
@@ -130,7 +86,7 @@ class Outcome:
     result: str
     changes: Changes
     full: bool = False  # the whole tree was sent (no base, or the server asked for it)
-    patch: PatchView | None = None
+    patch: Patch | None = None
     message: str | None = None
     seconds: float | None = None  # from the first file event to live (or to the answer)
     import_error: str | None = None
@@ -178,7 +134,7 @@ def first_event_time(batch: Iterable[tuple[object, str]], now: float) -> float:
 class Watcher:
     def __init__(
         self,
-        api: DevelopmentAPI,
+        api: Development,
         chain_id: str,
         tree: SourceTree,
         checker: Checker,
@@ -264,10 +220,9 @@ class Watcher:
             return Outcome("interrupted", changes, full, patch=patch)
         if isinstance(finished, str):
             return Outcome("not-sent", changes, full, patch=patch, message=finished)
-        status = text(finished.status)
-        if status in ("SUCCEEDED", "SKIPPED"):
+        if finished.status in ("SUCCEEDED", "SKIPPED"):
             self.synced = Synced(current, finished.artifact_digest)
-        result = {"SUCCEEDED": "patched", "SKIPPED": "skipped"}.get(status, "failed")
+        result = {"SUCCEEDED": "patched", "SKIPPED": "skipped"}.get(finished.status, "failed")
         return Outcome(
             result,
             changes,
@@ -279,9 +234,7 @@ class Watcher:
             import_output=output_tail(checked.output) if checked.error else None,
         )
 
-    def _send(
-        self, base: str | None, changes: Changes, manifest: dict[str, Any] | None
-    ) -> PatchView:
+    def _send(self, base: str | None, changes: Changes, manifest: dict[str, Any] | None) -> Patch:
         files = self.tree.archive(changes.changed) if changes.changed else None
         return self.api.patch(
             self.chain_id,
@@ -301,10 +254,10 @@ class Watcher:
         # tree over the limits.
         return Outcome("not-sent", changes, full, message=str(exc))
 
-    def _follow(self, patch: PatchView) -> PatchView | str | None:
+    def _follow(self, patch: Patch) -> Patch | str | None:
         """The patch once it is no longer APPLYING; None on Ctrl-C; a message when it can no
         longer be read (the development deployment was replaced meanwhile)."""
-        while text(patch.status) == "APPLYING":
+        while patch.status == "APPLYING":
             if self.stop.wait(self.poll_interval):
                 return None
             try:
@@ -347,8 +300,7 @@ def line(outcome: Outcome) -> str:
     message = escape(outcome.message or "")
     if patch is not None:
         names = ", ".join(patch.chainlets) or "no chainlet"
-        kind = text(patch.kind)
-        target = escape(names) + (f" ({escape(kind)})" if kind else "")
+        target = f"{escape(names)} ({patch.kind})"
     else:
         target = ""
     timing = f" in {outcome.seconds:.2f} s" if outcome.seconds is not None else ""
@@ -383,24 +335,8 @@ def record(outcome: Outcome) -> dict[str, Any]:
         "message": outcome.message,
         "import_error": outcome.import_error,
         "import_output": outcome.import_output,
-        "patch": None if outcome.patch is None else _patch_record(outcome.patch),
-    }
-
-
-def _patch_record(patch: PatchView) -> Any:
-    dump = getattr(patch, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")  # the SDK's model, in the wire format
-    return {
-        "id": patch.id,
-        "status": text(patch.status),
-        "kind": text(patch.kind),
-        "chainlets": list(patch.chainlets),
-        "changed_paths": list(patch.changed_paths),
-        "deleted_paths": list(patch.deleted_paths),
-        "artifact_digest": patch.artifact_digest,
-        "message": patch.message,
-        "duration_ms": patch.duration_ms,
+        # The SDK's model, in the wire format.
+        "patch": None if outcome.patch is None else outcome.patch.model_dump(mode="json"),
     }
 
 

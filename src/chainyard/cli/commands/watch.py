@@ -4,8 +4,7 @@ save; and the watching that `chainyard push --watch` does once its push is activ
 from __future__ import annotations
 
 import pathlib
-from typing import Annotated, Any, cast
-from urllib.parse import quote
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -18,20 +17,12 @@ from chainyard.cli.watch import (
     IDLE_MS,
     STEP_MS,
     ConsoleReport,
-    DevelopmentAPI,
     Synced,
     Waker,
     Watcher,
     chainlet_selection,
 )
-from chainyard.sdk import Client, NotFound, _ops
-
-
-def wake_development(client: Client, chain_id: str) -> None:
-    """POST /chains/{id}/development/wake. The SDK's `chains.wake` names an environment or a
-    deployment id; the development deployment has a path of its own, sent as the SDK sends."""
-    path = f"/chains/{quote(chain_id, safe='')}/development/wake"
-    client._call(_ops.Op("POST", path, lambda _response: None))
+from chainyard.sdk import Client, NotFound
 
 
 def follow_source(
@@ -51,9 +42,6 @@ def follow_source(
 
     from chainyard.cli.chain_check import ImportChecker
 
-    # `client.development` (patch, get_patch) is typed by its protocol here: the watcher needs
-    # only those two calls, and reads the answers' fields it names.
-    api: DevelopmentAPI = cast(Any, s.client).development
     checker = ImportChecker(path, entrypoint, name)
     report = ConsoleReport(s.out, s.err, as_json=s.json, echo=typer.echo)
     # Its own client: it calls from its own thread, while the watcher's requests go on.
@@ -63,7 +51,7 @@ def follow_source(
         checker.prepare()  # warm by the first save
         if wake_client is not None:
             waker = Waker(
-                lambda: wake_development(wake_client, chain_id),
+                lambda: wake_client.chains.wake(chain_id, development=True),
                 on_error=lambda message: s.err.print(
                     f"[yellow]warning:[/yellow] cannot wake the development deployment: "
                     f"{escape(message)}",
@@ -76,7 +64,14 @@ def follow_source(
         with deferred_interrupt() as stop:
             checker.cancelled = stop.is_set
             watcher = Watcher(
-                api, chain_id, tree, checker, report, stop, synced=synced, chainlets=chainlets
+                s.client.development,
+                chain_id,
+                tree,
+                checker,
+                report,
+                stop,
+                synced=synced,
+                chainlets=chainlets,
             )
             batches = watchfiles.watch(
                 tree.root,

@@ -94,6 +94,7 @@ export const api = {
       method: "PATCH",
       body: { updates },
     }),
+  patches: (id, query) => call(`/v1/chains/${seg(id)}/development/patches`, { query }),
   logs: (id, dep, chainlet, query) =>
     call(`/v1/chains/${seg(id)}/deployments/${seg(dep)}/chainlets/${seg(chainlet)}/logs`, { query }),
 };

@@ -37,8 +37,9 @@ export function replace(el, ...children) {
   return el;
 }
 
-const OK = new Set(["ACTIVE"]);
-const BUSY = new Set(["BUILDING", "DEPLOYING", "LOADING_MODEL", "UPDATING", "WAKING_UP", "DEACTIVATING"]);
+// Deployment and chainlet statuses, and a live patch's (SUCCEEDED, APPLYING, FAILED; SKIPPED is neutral).
+const OK = new Set(["ACTIVE", "SUCCEEDED"]);
+const BUSY = new Set(["BUILDING", "DEPLOYING", "LOADING_MODEL", "UPDATING", "WAKING_UP", "DEACTIVATING", "APPLYING"]);
 const BAD = new Set(["BUILD_FAILED", "DEPLOY_FAILED", "FAILED", "UNHEALTHY", "BUILD_STOPPED"]);
 
 export function statusBadge(status, testid) {

@@ -1,5 +1,6 @@
 import { api } from "../api.js";
 import { developmentBadge, h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
+import { patchHistory } from "./patches.js";
 
 function autoscalingSummary(settings) {
   if (!settings) return h("span", { class: "muted" }, "—");
@@ -13,7 +14,10 @@ export async function deploymentView(ctx, main, chainId, deploymentId) {
   const head = h("div", {});
   const chainlets = h("div", {});
   const status = h("div", {});
-  replace(main, head, status, h("h2", {}, "Chainlets"), chainlets);
+  // A development deployment's live patches, shown once the deployment says it is one.
+  const patchList = h("div", {});
+  const patches = h("section", { hidden: true, "data-testid": "patch-history" }, h("h2", {}, "Patches"), patchList);
+  replace(main, head, status, h("h2", {}, "Chainlets"), chainlets, patches);
 
   await ctx.every(2000, async () => {
     try {
@@ -62,6 +66,11 @@ export async function deploymentView(ctx, main, chainId, deploymentId) {
         chainlets,
         table(["Name", "Status", "Instance type", ["Replicas", "num"], "Autoscaling", ""], rows, { testid: "chainlets" }),
       );
+      patches.hidden = !d.is_development;
+      if (d.is_development) {
+        const history = await patchHistory(chainId, d.id);
+        if (ctx.alive) replace(patchList, history);
+      }
     } catch (err) {
       if (ctx.alive) replace(status, notice("error", err.message));
     }
