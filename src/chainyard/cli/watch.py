@@ -316,7 +316,9 @@ def line(outcome: Outcome) -> str:
             f"code keeps serving: {what}"
         )
     if outcome.result == "refused":
-        return f"[red]✗ refused[/red]: {message}; {REPLACE_HINT}: {what}"
+        # The server's refusals mostly say to push again already: the hint once is enough.
+        hint = "" if "push --watch" in (message or "") else f"; {REPLACE_HINT}"
+        return f"[red]✗ refused[/red]: {message}{hint}: {what}"
     if outcome.result == "interrupted" and patch is None:
         return f"[yellow]… stopped before sending[/yellow]: {what}"
     if outcome.result == "interrupted":
