@@ -7,13 +7,11 @@ changed requirement needs first, and writing each patch's outcome. A part of `Re
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import time
 from typing import TYPE_CHECKING
 
 from chainyard.reconciler import revisions
 from chainyard.runtime.base import (
-    BuildRequest,
     BuildResult,
     ReplicaPhase,
     ReplicaSpec,
@@ -41,8 +39,8 @@ class Patching:
 
         async def _stop(self, replica_id: str) -> None: ...
         async def _replica_spec(self, w: ChainletWork) -> ReplicaSpec: ...
-        def _artifact(self, w: ChainletWork) -> pathlib.Path | None: ...
-        async def _build(self, w: ChainletWork, request: BuildRequest) -> BuildResult: ...
+        def _start_build(self, w: ChainletWork) -> None: ...
+        def _build_outcome(self, w: ChainletWork, update: ChainletUpdate) -> BuildResult: ...
         def _cancel_build(self, chainlet_id: str) -> None: ...
 
     async def _replace(
@@ -112,19 +110,7 @@ class Patching:
             self._cancel_build(w.chainlet_id)  # for a patch that a newer one superseded
             task = None
         if task is None:
-            request = BuildRequest(
-                chainlet_id=w.chainlet_id,
-                chainlet_name=w.name,
-                deployment_id=w.deployment_id,
-                artifact_path=self._artifact(w),
-                pip_requirements=w.pip_requirements,
-                image=w.image,
-                revision=w.code_revision,
-                development=w.development,
-            )
-            task = asyncio.create_task(self._build(w, request))
-            task.add_done_callback(lambda _t: self._wake.set())
-            self._builds[w.chainlet_id] = task
+            self._start_build(w)
             self._build_revision[w.chainlet_id] = w.code_revision
             update.log_lines.append(
                 (f"rebuild of {w.name} for patch {w.code_revision} started", "INFO", "build")
@@ -132,15 +118,8 @@ class Patching:
             return None
         if not task.done():
             return None
-        del self._builds[w.chainlet_id]
         self._build_revision.pop(w.chainlet_id, None)
-        try:
-            result = task.result()
-        except Exception as exc:
-            result = BuildResult(ok=False, message=f"build crashed: {exc!r}")
-        update.log_lines.extend((line, "WARNING", "build") for line in result.warnings)
-        update.log_lines.extend((line, None, "build") for line in result.log_lines)
-        return result
+        return self._build_outcome(w, update)
 
     async def _record_patches(self, generation: int) -> None:
         """Writes this tick's patch outcomes; while a replacement waits for replicas, the next
