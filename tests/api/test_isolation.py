@@ -27,6 +27,8 @@ _BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "POST",
         "/v1/chains/{chain_id}/environments/{env_name}/chainlet_settings/instance_types/update",
     ): {"updates": [{"chainlet_name": "RandInt", "instance_type_id": "2x8"}]},
+    # The whole tree, all chainlets, settings kept: a well-formed patch.
+    ("POST", "/v1/chains/{chain_id}/development/patch"): {"base_digest": None},
 }
 
 
@@ -38,6 +40,8 @@ def two_workspaces(api: Api) -> tuple[Api, str, dict[str, str]]:
         "chain_deployment_id": body["chain_deployment"]["id"],
         "deployment_id": body["chain_deployment"]["id"],
         "env_name": "production",
+        # No patch is needed: the chain's lookup comes first, whatever the patch id.
+        "patch_id": "nopatch1",
     }
     env = api.wait_current(ids["chain_id"], ids["chain_deployment_id"])
     ids["chainlet_id"] = env["current_deployment"]["chainlets"][0]["id"]
