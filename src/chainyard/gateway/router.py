@@ -140,12 +140,10 @@ class ReplicaRouter:
         self._slot_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._clients: upstream_clients.Clients | None = None
 
-    def stop_waiting(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Answers the long-polls now (from a signal handler too: `loop` is the router's)."""
-        if loop is not None:
-            loop.call_soon_threadsafe(self.stopping.set)
-        else:
-            self.stopping.set()
+    def stop_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answers the long-polls now. Called from a signal handler, which runs between two
+        steps of `loop` (the router's): the event is set by the loop itself."""
+        loop.call_soon_threadsafe(self.stopping.set)
 
     async def start(self) -> None:
         self._clients = upstream_clients.Clients(self.request_timeout)
