@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from chainyard.services import artifacts, patches
 from chainyard.store.chains import ChainDeployment, Chainlet
+from chainyard.store.logs import ChainletLog
 from chainyard.store.patches import DeploymentPatch
 from tests.support.server import Api, hello_manifest
 
@@ -138,6 +139,15 @@ def chainlets(api: Api, dev: Dev) -> dict[str, Chainlet]:
             select(Chainlet).where(Chainlet.chain_deployment_id == dev.deployment_id)
         )
         return {c.name: c for c in rows}
+
+
+def log_messages(api: Api, chainlet_id: str) -> list[str]:
+    with api.core.db.read() as session:
+        return list(
+            session.scalars(
+                select(ChainletLog.message).where(ChainletLog.chainlet_id == chainlet_id)
+            )
+        )
 
 
 def patch_rows(api: Api, dev: Dev) -> list[DeploymentPatch]:
@@ -414,11 +424,14 @@ def test_succeed_and_fail(api: Api) -> None:
     failed = api.get(f"/v1/chains/{dev.chain_id}/development/patches/{second['id']}").json()
     assert failed["status"] == "FAILED" and failed["message"] == "SyntaxError: invalid syntax"
     assert failed["finished_at"] is not None
-    # Back to the first patch's code and requirements.
+    # Back to the first patch's code and requirements; every chainlet of the patch says so in
+    # its logs, once, whichever replica failed (on Ray the others may still have been starting).
     rows = chainlets(api, dev)
     assert rows["RandInt"].pip_requirements == ["numpy"]
+    line = "patch 2 failed: SyntaxError: invalid syntax; the previous code keeps serving"
     for row in rows.values():
         assert (row.artifact_digest, row.code_revision) == (first["artifact_digest"], 1)
+        assert log_messages(api, row.id).count(line) == 1
     assert not patches.succeed(api.core, "nodeploy", 1)
 
 

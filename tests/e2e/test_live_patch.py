@@ -2,7 +2,8 @@
 API as `chainyard push --watch` sends them: the next call after a code patch answers with the new
 code, and calls made meanwhile all succeed; a broken patch fails, says why in the patch and the
 chainlet's logs, and the last good code keeps serving; a changed requirement rebuilds first; a
-changed set of chainlets is refused. One server on the local runtime."""
+changed set of chainlets is refused. On the local runtime and on the Ray runtime (the two-node
+cluster of the test session), as `live_server` runs the other end-to-end modules."""
 
 from __future__ import annotations
 
@@ -90,10 +91,15 @@ def manifest_of(chain_file: pathlib.Path, name: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("patch")
     live = LiveServer(data_dir=root / "data", port=_free_port(), log=root / "server.log")
+    if request.param == "ray":
+        live.runtime = "ray"
+        live.ray = request.getfixturevalue("ray_cluster")
     live.start()
     yield live
     live.stop()

@@ -52,12 +52,10 @@ class Patching:
         revision = (w.deployment_id, w.code_revision)
         if revision in self._patches.given_up:
             # Undone in the store at the end of this tick (another chainlet of the patch failed
-            # first); this chainlet's own failure is still worth a line in its logs.
+            # first), which writes the failure into every chainlet's logs (patches.fail).
             for r in live:
                 if r.revision == w.code_revision:
                     await self._stop(r.replica_id)
-                    if r.phase == ReplicaPhase.FAILED:
-                        self._log_failure(w, update, r.message or "its replica failed to start")
             return ready
         if (
             w.patch_kind == "requirements"
@@ -68,7 +66,7 @@ class Patching:
                 self._patches.seen(*revision, done=False)
                 return ready
             if not result.ok:
-                self._give_up(w, update, f"the rebuild failed: {result.message}")
+                self._give_up(w, f"the rebuild failed: {result.message}")
                 return ready
             self._patches.built.add((w.chainlet_id, w.code_revision))
         step = revisions.plan(w.code_revision, w.desired_replicas, live)
@@ -77,7 +75,7 @@ class Patching:
                 if r.revision == w.code_revision:
                     await self._stop(r.replica_id)
             if w.patch_kind is not None:
-                self._give_up(w, update, step.failed.message or "its replica failed to start")
+                self._give_up(w, step.failed.message or "its replica failed to start")
             else:
                 self._failures[w.chainlet_id] += 1
                 attempts = self._failures[w.chainlet_id]
@@ -94,13 +92,8 @@ class Patching:
             self._replacing = True
         return step.ready
 
-    def _give_up(self, w: ChainletWork, update: ChainletUpdate, reason: str) -> None:
-        self._log_failure(w, update, reason)
+    def _give_up(self, w: ChainletWork, reason: str) -> None:
         self._patches.fail(w.deployment_id, w.code_revision, f"chainlet {w.name}: {reason}")
-
-    def _log_failure(self, w: ChainletWork, update: ChainletUpdate, reason: str) -> None:
-        line = f"patch {w.code_revision} failed: {reason}; the previous code keeps serving"
-        update.log_lines.append((line, "ERROR", None))
 
     def _patch_build(self, w: ChainletWork, update: ChainletUpdate) -> BuildResult | None:
         """The rebuild a patch of the chainlet's requirements or image needs, in the background

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -34,6 +35,7 @@ from chainyard.services.deploy import plan
 from chainyard.store.base import utcnow
 from chainyard.store.chains import Chain, ChainDeployment, Chainlet
 from chainyard.store.db import after_commit
+from chainyard.store.logs import ChainletLog
 from chainyard.store.patches import DeploymentPatch
 
 APPLYING = "APPLYING"
@@ -486,8 +488,8 @@ def succeed(core: Core, deployment_id: str, revision: int) -> bool:
 
 def fail(core: Core, deployment_id: str, revision: int, message: str) -> bool:
     """The patch failed: each chainlet still on its revision goes back to what it ran before
-    (digest, requirements, image, secrets, revision), in the same transaction. Idempotent:
-    False when it was not APPLYING."""
+    (digest, requirements, image, secrets, revision), and says so in its logs, in the same
+    transaction. Idempotent: False when it was not APPLYING."""
     with core.db.write() as session:
         found = _applying(session, deployment_id, revision)
         if found is None:
@@ -495,9 +497,18 @@ def fail(core: Core, deployment_id: str, revision: int, message: str) -> bool:
         deployment, patch = found
         patch.status, patch.finished_at = FAILED, utcnow()
         patch.message = message[:_MAX_MESSAGE]
+        line = f"patch {revision} failed: {patch.message}; the previous code keeps serving"
         for c in deployment.chainlets:
             if c.code_revision == revision and c.id in patch.previous:
                 _restore(c, patch.previous[c.id])
+                # Here rather than where the reconciler sees a replica fail: the replicas of
+                # the other chainlets may still be starting when the revision is given up (on
+                # Ray each imports the chain on its own), and they say nothing when stopped.
+                session.add(
+                    ChainletLog(
+                        chainlet_id=c.id, timestamp_ns=time.time_ns(), message=line, level="ERROR"
+                    )
+                )
         after_commit(session, core.wake_reconciler)
     return True
 
