@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from chainyard.reconciler import revisions
+import datetime as dt
+
+from chainyard.domain.statuses import DeploymentStatus
+from chainyard.reconciler import patching, revisions
 from chainyard.runtime.base import ReplicaPhase, ReplicaState
+from chainyard.services.reconciler_store import ChainletWork
 
 READY = ReplicaPhase.READY
 STARTING = ReplicaPhase.STARTING
@@ -76,3 +80,36 @@ def test_patch_outcomes_need_every_chainlet_done() -> None:
     done, failed = patches.outcomes()
     assert done == [] and failed == {("d1", 2): "chainlet A: boom"}
     assert ("d1", 2) in patches.given_up
+
+
+def _work(created: dt.datetime | None) -> ChainletWork:
+    return ChainletWork(
+        chainlet_id="c1",
+        name="Dep",
+        deployment_id="d1",
+        chain_id="ch1",
+        status=DeploymentStatus.ACTIVE,
+        desired_replicas=1,
+        ready_replicas=1,
+        desired_state="ACTIVE",
+        instance_type_id="1x2",
+        compute={},
+        artifact_digest="a" * 64,
+        is_entrypoint=False,
+        dependencies=(),
+        pip_requirements=(),
+        code_revision=2,
+        development=True,
+        patch_kind="code",
+        patch_created_at=created,
+    )
+
+
+def test_a_patch_is_given_up_once_past_its_deadline() -> None:
+    now = dt.datetime.now(dt.UTC)
+    assert not patching._overdue(_work(now))
+    assert not patching._overdue(_work(None))
+    late = now - dt.timedelta(seconds=patching.PATCH_DEADLINE_SECONDS + 5)
+    assert patching._overdue(_work(late))
+    # As SQLite hands it back: naive, in UTC.
+    assert patching._overdue(_work(late.replace(tzinfo=None)))

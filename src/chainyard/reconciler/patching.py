@@ -7,6 +7,7 @@ changed requirement needs first, and writing each patch's outcome. A part of `Re
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,15 @@ class Patching:
                 await self.runtime.start_replica(await self._replica_spec(w))
         for replica_id in step.stop:
             await self._stop(replica_id)
+        if w.patch_kind is not None and not step.done and _overdue(w):
+            # Its replicas never became ready (on Ray: no room for a second one beside the
+            # old). Given up, the old code keeps serving and a watcher learns why.
+            self._give_up(
+                w,
+                f"its new replicas were not ready within {PATCH_DEADLINE_SECONDS:.0f} s; "
+                "the cluster may have no room for them beside the old ones",
+            )
+            return step.ready
         if w.patch_kind is not None:
             self._patches.seen(*revision, done=step.done)
         if not step.done:
@@ -138,3 +148,16 @@ class Patching:
     async def _wake_on_change(self, generation: int) -> None:
         await self.runtime.changed(generation)
         self._wake.set()
+
+
+# How long a patch may take before it is given up: a rebuild installing requirements included.
+PATCH_DEADLINE_SECONDS = 900.0
+
+
+def _overdue(w: ChainletWork) -> bool:
+    started = w.patch_created_at
+    if started is None:
+        return False
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=dt.UTC)
+    return (dt.datetime.now(dt.UTC) - started).total_seconds() > PATCH_DEADLINE_SECONDS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import time
 from typing import Any, NamedTuple
@@ -58,6 +59,8 @@ class ChainletWork:
     code_revision: int = 0
     development: bool = False
     patch_kind: str | None = None
+    # When that patch was made: one that cannot finish is given up (reconciler/patching.py).
+    patch_created_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass
@@ -235,11 +238,14 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
         )
     ):
         siblings.setdefault(deployment_id, {})[name] = chainlet_id
-    applying: dict[tuple[str, int], str] = {
-        (deployment_id, revision): kind
-        for deployment_id, revision, kind in session.execute(
+    applying: dict[tuple[str, int], tuple[str, dt.datetime]] = {
+        (deployment_id, revision): (kind, created_at)
+        for deployment_id, revision, kind, created_at in session.execute(
             select(
-                DeploymentPatch.chain_deployment_id, DeploymentPatch.revision, DeploymentPatch.kind
+                DeploymentPatch.chain_deployment_id,
+                DeploymentPatch.revision,
+                DeploymentPatch.kind,
+                DeploymentPatch.created_at,
             ).where(
                 DeploymentPatch.chain_deployment_id.in_(deployment_ids),
                 DeploymentPatch.status == "APPLYING",
@@ -271,7 +277,8 @@ def _load_chunk(session: Any, ids: list[str]) -> list[ChainletWork]:
             sibling_ids=siblings.get(r[11], {}),
             code_revision=int(r[21] or 0),
             development=bool(r[22]),
-            patch_kind=applying.get((r[11], int(r[21] or 0))),
+            patch_kind=(patch := applying.get((r[11], int(r[21] or 0)), (None, None)))[0],
+            patch_created_at=patch[1],
         )
         for r in rows
     ]
