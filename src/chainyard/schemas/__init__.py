@@ -10,6 +10,15 @@ from chainyard.schemas.api_keys import (
     APIKeyV1,
     CreateAPIKeyRequestV1,
 )
+from chainyard.schemas.async_requests import (
+    AsyncQueueStatusResponse,
+    AsyncRequestError,
+    AsyncRequestStatusResponse,
+    AsyncRunRemoteRequest,
+    AsyncRunRemoteResponse,
+    CancelAsyncRequestResponse,
+    InferenceRetryConfig,
+)
 from chainyard.schemas.audit_events import (
     AuditLogApiKeyTypeV1,
     AuditLogEventApiKeyCreatedV1,
@@ -131,6 +140,11 @@ __all__ = [
     "APIKeyV1",
     "APIKeysV1",
     "ActivateResponseV1",
+    "AsyncQueueStatusResponse",
+    "AsyncRequestError",
+    "AsyncRequestStatusResponse",
+    "AsyncRunRemoteRequest",
+    "AsyncRunRemoteResponse",
     "AuditLogActorTypeV1",
     "AuditLogActorV1",
     "AuditLogApiKeyTypeV1",
@@ -156,6 +170,7 @@ __all__ = [
     "AuditLogSortDirectionV1",
     "AuditLogSourceV1",
     "AutoscalingSettingsV1",
+    "CancelAsyncRequestResponse",
     "ChainDeploymentTombstoneV1",
     "ChainDeploymentV1",
     "ChainDeploymentsV1",
@@ -179,6 +194,7 @@ __all__ = [
     "DeploymentStatusV1",
     "ErrorResponse",
     "GetLogsResponseV1",
+    "InferenceRetryConfig",
     "InstanceTypePricesV1",
     "InstanceTypeV1",
     "InstanceTypeWithPriceV1",

@@ -1,6 +1,7 @@
 """Imports every table module, so that `Base.metadata` knows them all (migrations, tests)."""
 
 from chainyard.store import (
+    async_requests,
     audit_logs,
     chains,
     cluster,
@@ -16,6 +17,7 @@ from chainyard.store.base import Base
 metadata = Base.metadata
 
 __all__ = [
+    "async_requests",
     "audit_logs",
     "chains",
     "cluster",
