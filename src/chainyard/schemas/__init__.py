@@ -28,6 +28,8 @@ from chainyard.schemas.audit_events import (
     AuditLogEventDataV1,
     AuditLogEventSecretDeletedV1,
     AuditLogEventSecretUpdatedV1,
+    AuditLogEventWebhookSigningSecretCreatedV1,
+    AuditLogEventWebhookSigningSecretRotatedV1,
 )
 from chainyard.schemas.audit_logs import (
     AuditLogActorTypeV1,
@@ -120,6 +122,11 @@ from chainyard.schemas.secrets import (
     SecretV1,
     UpsertSecretRequestV1,
 )
+from chainyard.schemas.webhook_secrets import (
+    CreatedWebhookSecretV1,
+    WebhookSecretsV1,
+    WebhookSecretV1,
+)
 
 __all__ = [
     "DEVELOPMENT_NAME",
@@ -153,6 +160,8 @@ __all__ = [
     "AuditLogEventSecretUpdatedV1",
     "AuditLogEventTypeGroupV1",
     "AuditLogEventTypeV1",
+    "AuditLogEventWebhookSigningSecretCreatedV1",
+    "AuditLogEventWebhookSigningSecretRotatedV1",
     "AuditLogSortDirectionV1",
     "AuditLogSourceV1",
     "AutoscalingSettingsV1",
@@ -173,6 +182,7 @@ __all__ = [
     "ComputeSpec",
     "CreateAPIKeyRequestV1",
     "CreateChainEnvironmentRequestV1",
+    "CreatedWebhookSecretV1",
     "DeactivateResponseV1",
     "DeployManifest",
     "DeployResponse",
@@ -210,4 +220,6 @@ __all__ = [
     "UpdatePromotionSettingsV1",
     "UpdateRollingDeployConfigV1",
     "UpsertSecretRequestV1",
+    "WebhookSecretV1",
+    "WebhookSecretsV1",
 ]

@@ -9,6 +9,7 @@ from chainyard.store import (
     logs,
     patches,
     secrets,
+    webhook_secrets,
     workspaces,
 )
 from chainyard.store.base import Base
@@ -25,5 +26,6 @@ __all__ = [
     "metadata",
     "patches",
     "secrets",
+    "webhook_secrets",
     "workspaces",
 ]
