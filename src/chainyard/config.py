@@ -94,6 +94,10 @@ class ServerConfig:
     # Whether replicas call their dependencies' replicas directly, learning them from the
     # gateway (gateway/direct.py), rather than through the gateway's internal route.
     direct_dependency_calls: bool = True
+    # Whether async requests' webhooks may go to loopback, private, link-local and this
+    # machine's own addresses, and over plain http (webhooks/targets.py): off, a webhook URL
+    # could reach what listens inside the server's network.
+    allow_private_webhooks: bool = False
 
     @property
     def gateway_url(self) -> str:
@@ -174,6 +178,8 @@ class ServerConfig:
             cfg.workers = int(env["CHAINYARD_WORKERS"])
         if "CHAINYARD_DIRECT_DEPENDENCY_CALLS" in env:
             cfg.direct_dependency_calls = _truthy(env["CHAINYARD_DIRECT_DEPENDENCY_CALLS"])
+        if "CHAINYARD_ALLOW_PRIVATE_WEBHOOKS" in env:
+            cfg.allow_private_webhooks = _truthy(env["CHAINYARD_ALLOW_PRIVATE_WEBHOOKS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
             cfg.install_apt_packages = _truthy(env["CHAINYARD_INSTALL_APT_PACKAGES"])
         for key, value in overrides.items():

@@ -4,6 +4,7 @@ with --output json, and the documented exit codes."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -149,6 +150,23 @@ def test_catalogue_secrets_and_keys(cli: Cli) -> None:
     assert cli("chains", "ls", "--api-key", key + "x").exit_code == 5
     assert "revoked" in cli.ok("keys", "rm", prefix, "--yes").stdout
     assert cli("keys", "rm", prefix, "--yes").exit_code == 3
+
+
+def test_webhook_secrets(cli: Cli) -> None:
+    created = cli.ok("webhooks", "create")
+    secret = created.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"whsec_[A-Za-z0-9]{40}", secret)
+    assert "not shown again" in created.stderr
+    listed = json.loads(cli.ok("webhooks", "ls", "-o", "json").stdout)["webhook_secrets"]
+    assert listed[0]["expires_at"] is None
+    table = cli.ok("webhooks", "ls").stdout
+    assert listed[0]["id"] in table and "current" in table and secret not in table
+
+    again = cli.ok("webhooks", "create")
+    assert f"secret {listed[0]['id']} keeps signing until" in again.stderr
+    as_json = json.loads(cli.ok("webhooks", "create", "-o", "json").stdout)
+    assert re.fullmatch(r"whsec_[A-Za-z0-9]{40}", as_json["secret"])
+    assert listed[0]["id"] in {p["id"] for p in as_json["previous"]}
 
 
 def test_autoscale(cli: Cli, chain: dict[str, Any]) -> None:

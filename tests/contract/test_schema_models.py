@@ -128,6 +128,8 @@ MODELED = [
     "AuditLogEventSecretDeletedV1",
     "AuditLogEventApiKeyCreatedV1",
     "AuditLogEventApiKeyDeletedV1",
+    "AuditLogEventWebhookSigningSecretCreatedV1",
+    "AuditLogEventWebhookSigningSecretRotatedV1",
     "AuditLogEventAutoscalingSettingsV1",
 ]
 MODES: tuple[JsonSchemaMode, ...] = ("validation", "serialization")

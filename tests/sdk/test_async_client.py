@@ -60,6 +60,9 @@ async def _scenario(live: LiveServer, name: str) -> None:
         assert "async_s" in {s.name for s in (await client.secrets.list()).secrets}
         await client.secrets.delete("async_s")
         assert (await client.api_keys.list()).keys
+        created = await client.webhook_secrets.create()
+        listed = (await client.webhook_secrets.list()).webhook_secrets
+        assert created.secret.startswith("whsec_") and listed[0].id == created.id
         assert (await client.health())["status"] == "ok"
 
         with pytest.raises(Conflict):

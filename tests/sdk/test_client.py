@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -308,6 +309,18 @@ def test_catalogue_secrets_and_keys(client: Client, live: LiveServer) -> None:
     assert client.api_keys.delete(prefix).prefix == prefix
     with Client(live.url, created.api_key) as revoked, pytest.raises(Unauthorized):
         revoked.chains.list()
+
+
+def test_webhook_secrets(client: Client) -> None:
+    before = {s.id for s in client.webhook_secrets.list().webhook_secrets}
+    created = client.webhook_secrets.create()
+    assert re.fullmatch(r"whsec_[A-Za-z0-9]{40}", created.secret)
+    assert {p.id for p in created.previous} == before
+    listed = client.webhook_secrets.list().webhook_secrets
+    assert listed[0].id == created.id and listed[0].expires_at is None
+    assert {s.id for s in listed} == before | {created.id}
+    assert all(s.expires_at is not None for s in listed[1:])
+    assert created.secret not in client.webhook_secrets.list().model_dump_json()
 
 
 def test_auth_and_transport_errors(live: LiveServer) -> None:

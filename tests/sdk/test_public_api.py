@@ -66,6 +66,7 @@ RESOURCES = {
     "instance_types": ["list", "prices"],
     "secrets": ["delete", "list", "upsert"],
     "api_keys": ["create", "delete", "list"],
+    "webhook_secrets": ["create", "list"],
 }
 
 CLIENT_METHODS = ["close", "health", "wait_until_promoted"]

@@ -61,6 +61,9 @@ ALLOWED: dict[str, set[str]] = {
         "schemas",
         "chains",
     },
+    # Webhooks' payload, signature, target checks and delivery: given the secrets and the
+    # operator's policy by their caller, they read no store.
+    "webhooks": {"webhooks", "domain"},
     # The client library talks HTTP and speaks the wire models; nothing of the server.
     "sdk": {"sdk", "schemas"},
     # The controller and worker processes split the composition root's parts over processes:

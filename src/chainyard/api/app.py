@@ -30,6 +30,7 @@ from chainyard.api.routes import (
     live,
     observability,
     secrets,
+    webhook_secrets,
 )
 from chainyard.services.artifacts import MAX_ARCHIVE_BYTES
 
@@ -122,7 +123,16 @@ def build_http_app(
     app.front = in_flight.CountRequests(
         inference.lane(app.framework), counter=requests, long_polls=inference.long_polls
     )
-    for module in (deploy, development, chains, environments, catalogue, secrets, api_keys):
+    for module in (
+        deploy,
+        development,
+        chains,
+        environments,
+        catalogue,
+        secrets,
+        api_keys,
+        webhook_secrets,
+    ):
         app.include_router(module.router)
     for router in inference.routers:
         app.include_router(router)

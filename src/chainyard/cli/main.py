@@ -109,6 +109,15 @@ def serve(
             "could read each other's secrets: only for workspaces that trust each other)",
         ),
     ] = False,
+    allow_private_webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-webhooks",
+            help="Let async requests' webhooks go to loopback, private and this machine's own "
+            "addresses, and over plain http (env CHAINYARD_ALLOW_PRIVATE_WEBHOOKS=1); only where "
+            "whoever sends requests may reach the server's network",
+        ),
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -150,6 +159,7 @@ def serve(
             pass_env=parse_names(pass_env) if pass_env else None,
             sandbox=sandbox,
             allow_unsandboxed=allow_unsandboxed or None,
+            allow_private_webhooks=allow_private_webhooks or None,
             workers=workers,
         )
         processes = config.effective_workers
@@ -229,6 +239,12 @@ def serve(
     if key_file is not None:
         typer.echo(f"created an admin API key for workspace 'default' in {key_file}", err=True)
     typer.echo(banner, err=True)
+    if config.allow_private_webhooks:
+        typer.echo(
+            "WARNING: webhooks may go to loopback, private and this machine's own addresses "
+            "(--allow-private-webhooks)",
+            err=True,
+        )
     # So that the CLI on this machine finds that key with no flags, wherever it runs.
     local_server.remember(port, config.data_dir)
     shape = f"{processes} worker{'s' if processes != 1 else ''}" if processes else "one process"

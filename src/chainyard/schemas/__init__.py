@@ -37,6 +37,8 @@ from chainyard.schemas.audit_events import (
     AuditLogEventDataV1,
     AuditLogEventSecretDeletedV1,
     AuditLogEventSecretUpdatedV1,
+    AuditLogEventWebhookSigningSecretCreatedV1,
+    AuditLogEventWebhookSigningSecretRotatedV1,
 )
 from chainyard.schemas.audit_logs import (
     AuditLogActorTypeV1,
@@ -129,6 +131,11 @@ from chainyard.schemas.secrets import (
     SecretV1,
     UpsertSecretRequestV1,
 )
+from chainyard.schemas.webhook_secrets import (
+    CreatedWebhookSecretV1,
+    WebhookSecretsV1,
+    WebhookSecretV1,
+)
 
 __all__ = [
     "DEVELOPMENT_NAME",
@@ -167,6 +174,8 @@ __all__ = [
     "AuditLogEventSecretUpdatedV1",
     "AuditLogEventTypeGroupV1",
     "AuditLogEventTypeV1",
+    "AuditLogEventWebhookSigningSecretCreatedV1",
+    "AuditLogEventWebhookSigningSecretRotatedV1",
     "AuditLogSortDirectionV1",
     "AuditLogSourceV1",
     "AutoscalingSettingsV1",
@@ -188,6 +197,7 @@ __all__ = [
     "ComputeSpec",
     "CreateAPIKeyRequestV1",
     "CreateChainEnvironmentRequestV1",
+    "CreatedWebhookSecretV1",
     "DeactivateResponseV1",
     "DeployManifest",
     "DeployResponse",
@@ -226,4 +236,6 @@ __all__ = [
     "UpdatePromotionSettingsV1",
     "UpdateRollingDeployConfigV1",
     "UpsertSecretRequestV1",
+    "WebhookSecretV1",
+    "WebhookSecretsV1",
 ]

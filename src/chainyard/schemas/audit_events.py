@@ -1,4 +1,5 @@
-"""Audit-log payloads for the events chainyard records (chains, secrets, API keys).
+"""Audit-log payloads for the events chainyard records (chains, secrets, API keys, webhook
+secrets).
 
 Every payload is a closed object (additionalProperties: false in the spec) tagged by
 ``event_type``; ``AuditLogEventDataV1`` is the tagged union of all of them.
@@ -29,6 +30,8 @@ __all__ = [
     "AuditLogEventDataV1",
     "AuditLogEventSecretDeletedV1",
     "AuditLogEventSecretUpdatedV1",
+    "AuditLogEventWebhookSigningSecretCreatedV1",
+    "AuditLogEventWebhookSigningSecretRotatedV1",
 ]
 
 _CLOSED = ConfigDict(extra="forbid")
@@ -243,6 +246,25 @@ class AuditLogEventApiKeyDeletedV1(BaseModel):
     prefix: str
 
 
+class AuditLogEventWebhookSigningSecretCreatedV1(BaseModel):
+    """A webhook signing secret was created."""
+
+    model_config = _CLOSED
+
+    event_type: Literal["WEBHOOK_SIGNING_SECRET_CREATED"]
+    webhook_signing_secret_id: str
+
+
+class AuditLogEventWebhookSigningSecretRotatedV1(BaseModel):
+    """A webhook signing secret was replaced by a new one (it signs until its grace period
+    ends)."""
+
+    model_config = _CLOSED
+
+    event_type: Literal["WEBHOOK_SIGNING_SECRET_ROTATED"]
+    webhook_signing_secret_id: str
+
+
 AuditLogEventDataV1 = Annotated[
     AuditLogEventChainDeployedV1
     | AuditLogEventChainDeploymentActivatedV1
@@ -257,6 +279,8 @@ AuditLogEventDataV1 = Annotated[
     | AuditLogEventSecretUpdatedV1
     | AuditLogEventSecretDeletedV1
     | AuditLogEventApiKeyCreatedV1
-    | AuditLogEventApiKeyDeletedV1,
+    | AuditLogEventApiKeyDeletedV1
+    | AuditLogEventWebhookSigningSecretCreatedV1
+    | AuditLogEventWebhookSigningSecretRotatedV1,
     Field(discriminator="event_type"),
 ]

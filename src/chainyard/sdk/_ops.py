@@ -35,6 +35,7 @@ from chainyard.schemas import (
     ChainTombstoneV1,
     ChainV1,
     CreateAPIKeyRequestV1,
+    CreatedWebhookSecretV1,
     DeactivateResponseV1,
     DeployManifest,
     DeployResponse,
@@ -57,6 +58,7 @@ from chainyard.schemas import (
     UpdateChainletEnvironmentInstanceTypeResponseV1,
     UpdatePromotionSettingsV1,
     UpsertSecretRequestV1,
+    WebhookSecretsV1,
 )
 
 T = TypeVar("T")
@@ -420,7 +422,7 @@ def update_instance_types(
     )
 
 
-# -- catalogue, secrets, keys ----------------------------------------------------------------
+# -- catalogue, secrets, keys, webhook secrets -----------------------------------------------------
 
 
 def list_instance_types() -> Op[InstanceTypesV1]:
@@ -460,6 +462,14 @@ def create_api_key(
 
 def delete_api_key(prefix: str) -> Op[APIKeyTombstoneV1]:
     return Op("DELETE", f"/v1/api_keys/{_seg(prefix)}", model(APIKeyTombstoneV1))
+
+
+def list_webhook_secrets() -> Op[WebhookSecretsV1]:
+    return Op("GET", "/v1/webhook_secrets", model(WebhookSecretsV1))
+
+
+def create_webhook_secret() -> Op[CreatedWebhookSecretV1]:
+    return Op("POST", "/v1/webhook_secrets", model(CreatedWebhookSecretV1))
 
 
 def health() -> Op[Any]:

@@ -28,6 +28,7 @@ from chainyard.schemas import (
     ChainsV1,
     ChainTombstoneV1,
     ChainV1,
+    CreatedWebhookSecretV1,
     DeactivateResponseV1,
     DeployManifest,
     DeployResponse,
@@ -46,6 +47,7 @@ from chainyard.schemas import (
     UpdateChainEnvironmentResponseV1,
     UpdateChainletEnvironmentInstanceTypeResponseV1,
     UpdatePromotionSettingsV1,
+    WebhookSecretsV1,
 )
 from chainyard.sdk import _http, _ops, _streams
 from chainyard.sdk._waits import (
@@ -515,6 +517,17 @@ class APIKeys(_Resource):
         return await self._call(_ops.delete_api_key(prefix))
 
 
+class WebhookSecrets(_Resource):
+    """Secrets that sign async requests' webhooks; a value is shown only when created."""
+
+    async def list(self) -> WebhookSecretsV1:
+        return await self._call(_ops.list_webhook_secrets())
+
+    async def create(self) -> CreatedWebhookSecretV1:
+        """A new current secret (shown this once); the previous one signs for 24 more hours."""
+        return await self._call(_ops.create_webhook_secret())
+
+
 class AsyncClient:
     """An asyncio client of a chainyard server.
 
@@ -545,6 +558,7 @@ class AsyncClient:
         self.instance_types = InstanceTypes(self)
         self.secrets = Secrets(self)
         self.api_keys = APIKeys(self)
+        self.webhook_secrets = WebhookSecrets(self)
 
     async def _call(self, op: _ops.Op[T]) -> T:
         try:

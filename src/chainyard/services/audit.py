@@ -32,6 +32,9 @@ EVENT_TYPE_GROUPS: dict[str, frozenset[str]] = {
     "DELETED": frozenset({"CHAIN_DEPLOYMENT_DELETED", "CHAIN_DELETED"}),
     "SECRETS": frozenset({"SECRET_UPDATED", "SECRET_DELETED"}),
     "API_KEYS": frozenset({"API_KEY_CREATED", "API_KEY_DELETED"}),
+    "WEBHOOK_SIGNING_SECRETS": frozenset(
+        {"WEBHOOK_SIGNING_SECRET_CREATED", "WEBHOOK_SIGNING_SECRET_ROTATED"}
+    ),
 }
 
 # Where a session keeps the rows `record` queued until its commit.

@@ -10,6 +10,7 @@ from chainyard.store import (
     logs,
     patches,
     secrets,
+    webhook_secrets,
     workspaces,
 )
 from chainyard.store.base import Base
@@ -27,5 +28,6 @@ __all__ = [
     "metadata",
     "patches",
     "secrets",
+    "webhook_secrets",
     "workspaces",
 ]

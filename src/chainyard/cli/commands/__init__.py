@@ -13,6 +13,7 @@ from chainyard.cli.commands import (
     inference,
     logs,
     watch,
+    webhooks,
     workspace,
 )
 
@@ -37,4 +38,5 @@ def register(app: typer.Typer) -> None:
     app.command("instance-types", rich_help_panel=_WORKSPACE)(workspace.instance_types)
     app.add_typer(workspace.secrets_app, name="secrets", rich_help_panel=_WORKSPACE)
     app.add_typer(workspace.keys_app, name="keys", rich_help_panel=_WORKSPACE)
+    app.add_typer(webhooks.app, name="webhooks", rich_help_panel=_WORKSPACE)
     app.command("config", rich_help_panel=_WORKSPACE)(workspace.config)
