@@ -89,7 +89,13 @@ class Watch:
         self.log = log
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                # Ctrl-C ends it: not ignored, even when this runs as a background job.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
 
     def stop(self) -> None:

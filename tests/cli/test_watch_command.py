@@ -47,6 +47,9 @@ def test_a_save_is_patched_and_ctrl_c_ends_the_watch(
         os.kill(os.getpid(), signal.SIGINT)
 
     editor = threading.Thread(target=edit_then_interrupt)
+    # Python's own handler, as in a terminal: a suite run as a background job inherits SIGINT
+    # ignored, and the watch (rightly) leaves an ignored SIGINT ignored.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     editor.start()
     try:
         follow_source(
@@ -63,6 +66,7 @@ def test_a_save_is_patched_and_ctrl_c_ends_the_watch(
     finally:
         editor.join(60)
         session.close()
+        signal.signal(signal.SIGINT, outer)
     [call] = api.calls
     assert call.base_digest == digest(b"pushed")
     assert list(call.files) == ["chain.py"] and b"Hi! " in call.files["chain.py"]

@@ -81,6 +81,9 @@ class Watcher:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                # As from a terminal: a suite run as a background job would hand it SIGINT
+                # ignored, and Ctrl-C is how the test ends it.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
 
     def output(self) -> str:
