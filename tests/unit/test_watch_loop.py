@@ -35,7 +35,7 @@ from chainyard.cli.watch import (
 from chainyard.schemas import DeployManifest, Patch
 from chainyard.schemas.patches import PatchStatus
 from chainyard.sdk import Client, Conflict, ConnectionFailed, Invalid, NotFound
-from chainyard.sdk.client import Development
+from chainyard.sdk.development import Development
 
 MANIFEST = {"chain_name": "hello", "entrypoint": "A", "chainlets": [{"name": "A"}]}
 

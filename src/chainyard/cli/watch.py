@@ -38,7 +38,7 @@ from chainyard.sdk import (
     RateLimited,
     ServerError,
 )
-from chainyard.sdk.client import Development
+from chainyard.sdk.development import Development
 
 POLL_INTERVAL = 0.05
 WAKE_INTERVAL = 60.0

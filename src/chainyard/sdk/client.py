@@ -37,7 +37,6 @@ from chainyard.schemas import (
     InstanceTypesV1,
     ListAuditLogsResponseV1,
     LogLevelV1,
-    Patch,
     SecretsV1,
     SecretTombstoneV1,
     SecretV1,
@@ -58,6 +57,7 @@ from chainyard.sdk._waits import (
     Step,
     backoff,
 )
+from chainyard.sdk.development import Development
 from chainyard.sdk.errors import NotFound, RateLimited
 
 __all__ = ["Client"]
@@ -301,59 +301,6 @@ class Deployments(_Resource):
             if watch.deadline.passed():
                 raise watch.timed_out()
             time.sleep(watch.deadline.sleep_for(poll_interval))
-
-
-class Development(_Resource):
-    """The chain's development deployment: its push and its live patches
-    (docs/development.md)."""
-
-    def push(
-        self,
-        manifest: DeployManifest | Mapping[str, Any],
-        *,
-        source: bytes | None = None,
-        timeout: float | None = None,
-    ) -> DeployResponse:
-        """Creates the chain's development deployment (replacing the one it had): a deploy
-        with `development` set in the manifest, which must name no environment."""
-        return self._call(_ops.push_development(manifest, source=source, timeout=timeout))
-
-    def patch(
-        self,
-        chain_id: str,
-        *,
-        base_digest: str | None,
-        files: bytes | None = None,
-        deleted: Sequence[str] = (),
-        manifest: DeployManifest | Mapping[str, Any] | None = None,
-        chainlets: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Patch:
-        """Patches the development deployment live. `files`: a .tar.gz (as
-        `chainyard.chains.packaging` packs) of the files added or changed since `base_digest`
-        (the push's archive digest, or the last patch's `artifact_digest`), and `deleted` the
-        paths removed since; with `base_digest` None, `files` is the whole tree. `manifest`:
-        the chain as push builds it (None keeps every chainlet's settings); `chainlets`: the
-        names to patch (None: all). The answer is APPLYING (follow it with `get_patch`), or
-        SKIPPED when nothing changed."""
-        return self._call(
-            _ops.patch_development(
-                chain_id,
-                base_digest=base_digest,
-                files=files,
-                deleted=deleted,
-                manifest=manifest,
-                chainlets=chainlets,
-                timeout=timeout,
-            )
-        )
-
-    def get_patch(self, chain_id: str, patch_id: str) -> Patch:
-        return self._call(_ops.get_patch(chain_id, patch_id))
-
-    def patches(self, chain_id: str, *, limit: int | None = None) -> list[Patch]:
-        """The development deployment's patches, newest first."""
-        return self._call(_ops.list_patches(chain_id, limit=limit))
 
 
 class Environments(_Resource):
