@@ -98,6 +98,19 @@ class ServerConfig:
     # machine's own addresses, and over plain http (webhooks/targets.py): off, a webhook URL
     # could reach what listens inside the server's network.
     allow_private_webhooks: bool = False
+    # The async runner (async_runner/): whether this server runs one (off: it only serves the
+    # API, and queued requests wait for a server that does), how many async requests it runs at
+    # once, how many of one deployment's run at once over all servers (so that a backlog leaves
+    # sync callers their share), and how long a claimed request stays with a server that stopped
+    # renewing it (a killed server's requests are taken over after this long).
+    run_async_runner: bool = True
+    async_concurrency: int = 256
+    async_concurrency_per_deployment: int = 16
+    async_lease_seconds: float = 30.0
+    # Webhook deliveries: attempts in all, and the wait after the first failed one (doubling,
+    # at most 30 s).
+    webhook_max_attempts: int = 4
+    webhook_retry_seconds: float = 2.0
 
     @property
     def gateway_url(self) -> str:
@@ -105,6 +118,17 @@ class ServerConfig:
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "localhost") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def local_gateway_url(self) -> str:
+        """Where this server's own processes reach its gateway (the async runner): host:port,
+        never the advertised URL, which may be a proxy's."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "localhost") else self.host
+        if host == "::":
+            host = "::1"
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
@@ -180,6 +204,20 @@ class ServerConfig:
             cfg.direct_dependency_calls = _truthy(env["CHAINYARD_DIRECT_DEPENDENCY_CALLS"])
         if "CHAINYARD_ALLOW_PRIVATE_WEBHOOKS" in env:
             cfg.allow_private_webhooks = _truthy(env["CHAINYARD_ALLOW_PRIVATE_WEBHOOKS"])
+        if "CHAINYARD_ASYNC_RUNNER" in env:
+            cfg.run_async_runner = _truthy(env["CHAINYARD_ASYNC_RUNNER"])
+        if "CHAINYARD_ASYNC_CONCURRENCY" in env:
+            cfg.async_concurrency = int(env["CHAINYARD_ASYNC_CONCURRENCY"])
+        if "CHAINYARD_ASYNC_CONCURRENCY_PER_DEPLOYMENT" in env:
+            cfg.async_concurrency_per_deployment = int(
+                env["CHAINYARD_ASYNC_CONCURRENCY_PER_DEPLOYMENT"]
+            )
+        if "CHAINYARD_ASYNC_LEASE_SECONDS" in env:
+            cfg.async_lease_seconds = float(env["CHAINYARD_ASYNC_LEASE_SECONDS"])
+        if "CHAINYARD_WEBHOOK_MAX_ATTEMPTS" in env:
+            cfg.webhook_max_attempts = int(env["CHAINYARD_WEBHOOK_MAX_ATTEMPTS"])
+        if "CHAINYARD_WEBHOOK_RETRY_SECONDS" in env:
+            cfg.webhook_retry_seconds = float(env["CHAINYARD_WEBHOOK_RETRY_SECONDS"])
         if "CHAINYARD_INSTALL_APT_PACKAGES" in env:
             cfg.install_apt_packages = _truthy(env["CHAINYARD_INSTALL_APT_PACKAGES"])
         for key, value in overrides.items():

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import secrets
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -28,10 +29,15 @@ from fastapi import FastAPI
 from chainyard import __version__, heap, protections
 from chainyard.api import in_flight
 from chainyard.api.app import HttpSettings, Inference, build_http_app
+from chainyard.async_runner import metrics as async_metrics
+from chainyard.async_runner.depths import QueueDepths, with_queue
+from chainyard.async_runner.loop import Runner
+from chainyard.async_runner.settings import RunnerSettings
 from chainyard.autoscaler.loop import Autoscaler
 from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
+from chainyard.gateway import async_internal as gateway_async
 from chainyard.gateway import bodies
 from chainyard.gateway import direct as gateway_direct
 from chainyard.gateway import model_routes as gateway_model_routes
@@ -212,9 +218,12 @@ def control_plane(
     local_demand: Callable[[], Mapping[str, float]],
     *,
     runtime: RuntimeBackend | None = None,
+    queue: QueueDepths | None = None,
 ) -> ControlPlane:
     """The runtime, reconciler, autoscaler and membership, wired; `local_demand` is what this
-    server's gateways hold (one in-process gateway, or the sum of the workers')."""
+    server's gateways hold (one in-process gateway, or the sum of the workers'). `queue`: the
+    async queue, whose queued requests count toward the autoscaler's demand (read only by the
+    leader's autoscaler: the queue is the same for every server)."""
     initial_key_file = None
     if config.bootstrap_api_key:
         api_key_service.ensure_bootstrap_key(core, config.bootstrap_api_key)
@@ -253,7 +262,8 @@ def control_plane(
         on_loss=follow,
         ttl=config.lease_ttl,
     )
-    autoscaler = Autoscaler(core, membership.demand, interval=config.autoscale_interval)
+    demand = membership.demand if queue is None else with_queue(membership.demand, queue)
+    autoscaler = Autoscaler(core, demand, interval=config.autoscale_interval)
     core.wake_reconciler = reconciler.wake
     core.chainlets_deleted = reconciler.forget_existing
     core.autoscaling_changed = autoscaler.forget_quiet
@@ -331,7 +341,11 @@ def serving_app(
     core = parts.core
     requests = in_flight.RequestCounter()
     core.requests_waiting = requests.any
-    inference_routers = [gateway_routes.router, gateway_model_routes.router]
+    inference_routers = [
+        gateway_routes.router,
+        gateway_model_routes.router,
+        gateway_async.router,
+    ]
     return build_http_app(
         lifespan=lifespan,
         state={
@@ -365,19 +379,70 @@ def serving_app(
     )
 
 
+@dataclasses.dataclass
+class AsyncParts:
+    """The async queue's parts of one server: its depths (metrics, autoscaling), its runner (None
+    with `run_async_runner` off) and the secret that opens the gateway's internal async route to
+    it (made at each start, never stored)."""
+
+    depths: QueueDepths
+    secret: str
+    runner: Runner | None = None
+
+    def enqueued(self) -> None:
+        if self.runner is not None:
+            self.runner.enqueued()
+
+
+def async_queue_parts(config: ServerConfig, core: Core) -> AsyncParts:
+    return AsyncParts(
+        QueueDepths(core, per_deployment=config.async_concurrency_per_deployment),
+        secrets.token_urlsafe(32),
+    )
+
+
+def async_runner(
+    config: ServerConfig,
+    core: Core,
+    parts: AsyncParts,
+    metrics: Metrics,
+    *,
+    stopping: Callable[[], bool],
+) -> None:
+    """The runner (when the server runs one), and what it and the queue measure."""
+    if config.run_async_runner:
+        settings = RunnerSettings(
+            server_id=config.effective_server_id,
+            gateway_url=config.local_gateway_url,
+            secret=parts.secret,
+            concurrency=config.async_concurrency,
+            per_deployment=config.async_concurrency_per_deployment,
+            lease_seconds=config.async_lease_seconds,
+            webhook_attempts=config.webhook_max_attempts,
+            webhook_retry_seconds=config.webhook_retry_seconds,
+            allow_private_webhooks=config.allow_private_webhooks,
+            listen_host=config.host,
+        )
+        parts.runner = Runner(core, settings, stopping=stopping)
+    async_metrics.install(metrics, parts.depths, parts.runner)
+
+
 def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -> FastAPI:
     """Everything in one process: the API, the gateway and the control loops."""
     # Fail at construction, not at the first request, on a bad catalogue file or database URL.
     core = build_core(config)
     core.auth_throttle = failure_throttle(config)
     demand: list[Callable[[], Mapping[str, float]]] = []
-    plane = control_plane(config, core, lambda: demand[0](), runtime=runtime)
+    queue = async_queue_parts(config, core)
+    plane = control_plane(config, core, lambda: demand[0](), runtime=runtime, queue=queue.depths)
     # Inference routes to the leader's replicas, wherever this server stands.
     parts = serving(config, core, plane.membership)
     demand.append(parts.router.demand)
     control_metrics(parts.metrics, plane.backend, plane.reconciler, plane.autoscaler)
+    async_runner(config, core, queue, parts.metrics, stopping=parts.router.stopping.is_set)
 
     async def render_metrics() -> bytes:
+        await queue.depths.refresh()
         return parts.metrics.render()
 
     @contextlib.asynccontextmanager
@@ -391,6 +456,8 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
         await parts.router.start()
         await plane.start()
         parts.live.start()
+        if queue.runner is not None:
+            queue.runner.start()
         collector = heap.settle()
         app.state.ready = True
         log.info("chainyard %s serving (runtime %s)", __version__, plane.backend.name)
@@ -398,6 +465,8 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
             yield
         finally:
             app.state.ready = False
+            if queue.runner is not None:
+                await queue.runner.stop()
             await parts.live.stop()
             await plane.stop()
             await parts.router.close()
@@ -418,5 +487,8 @@ def create_app(config: ServerConfig, *, runtime: RuntimeBackend | None = None) -
             "membership": plane.membership,
             "initial_key_file": plane.initial_key_file,
             "protections_banner": plane.banner(config),
+            "async_secret": queue.secret,
+            "async_enqueued": queue.enqueued,
+            "async_runner": queue.runner,
         },
     )

@@ -66,6 +66,19 @@ ALLOWED: dict[str, set[str]] = {
     "webhooks": {"webhooks", "domain"},
     # The client library talks HTTP and speaks the wire models; nothing of the server.
     "sdk": {"sdk", "schemas"},
+    # The async runner calls chains through the gateway's internal route (its path, from
+    # `gateway`) on the data plane's client, records in the store through the queue's services,
+    # and sends webhooks; `metrics`: what it measures. The composition root builds it.
+    "async_runner": {
+        "async_runner",
+        "services",
+        "domain",
+        "store",
+        "gateway",
+        "webhooks",
+        "http_client",
+        "metrics",
+    },
     # The controller and worker processes split the composition root's parts over processes:
     # they take them from `server`, and reach only the few parts they hand over the channel.
     "workers": {
@@ -77,6 +90,8 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "runtime",
         "services",
+        # A worker wakes the controller's async runner, once per burst of enqueues.
+        "async_runner",
     },
 }
 # The CLI's API commands go through the SDK only; `serve` and `admin` (operator commands on the

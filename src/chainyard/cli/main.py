@@ -118,6 +118,22 @@ def serve(
             "whoever sends requests may reach the server's network",
         ),
     ] = False,
+    async_concurrency_per_deployment: Annotated[
+        int | None,
+        typer.Option(
+            help="Async requests of one deployment that run at once, over all servers, so that "
+            "a backlog leaves sync calls their share (env "
+            "CHAINYARD_ASYNC_CONCURRENCY_PER_DEPLOYMENT) [16]"
+        ),
+    ] = None,
+    no_async_runner: Annotated[
+        bool,
+        typer.Option(
+            "--no-async-runner",
+            help="Run no async requests on this server: it takes them (and serves everything "
+            "else), other servers run them (env CHAINYARD_ASYNC_RUNNER=0)",
+        ),
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -160,6 +176,8 @@ def serve(
             sandbox=sandbox,
             allow_unsandboxed=allow_unsandboxed or None,
             allow_private_webhooks=allow_private_webhooks or None,
+            async_concurrency_per_deployment=async_concurrency_per_deployment,
+            run_async_runner=False if no_async_runner else None,
             workers=workers,
         )
         processes = config.effective_workers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -147,6 +148,30 @@ def _internal_target(callee: chainlet_credentials.Callee) -> Target:
         status=DeploymentStatus(callee.deployment_status),
         predict_concurrency=callee.predict_concurrency,
     )
+
+
+def deployment_entry(core: Core, deployment_id: str) -> Target:
+    """The entrypoint of one deployment, for the async runner's calls (no actor: the request was
+    authorized at enqueue). Refused as `resolve` refuses it: a deployment that is gone, INACTIVE
+    or failed is a NotFound (model_does_not_exist)."""
+    with core.db.read() as session:
+        found = session.get(ChainDeployment, deployment_id)
+        return _entry_target(_servable(found, f"deployment '{deployment_id}'"))
+
+
+def entrypoints(core: Core, deployment_ids: Iterable[str]) -> dict[str, str]:
+    """The entrypoint chainlet's id of each of these deployments that still has one (the
+    autoscaler's demand is per chainlet)."""
+    wanted = sorted(set(deployment_ids))
+    if not wanted:
+        return {}
+    with core.db.read() as session:
+        rows = session.execute(
+            select(Chainlet.chain_deployment_id, Chainlet.id).where(
+                Chainlet.chain_deployment_id.in_(wanted), Chainlet.is_entrypoint.is_(True)
+            )
+        ).all()
+    return {deployment: chainlet for deployment, chainlet in rows}
 
 
 def wake(core: Core, deployment_id: str) -> bool:

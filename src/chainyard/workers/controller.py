@@ -33,6 +33,8 @@ from chainyard.runtime.base import RuntimeUnavailable
 from chainyard.server import (
     KEY_TABLES,
     ControlPlane,
+    async_queue_parts,
+    async_runner,
     build_core,
     control_metrics,
     control_plane,
@@ -73,11 +75,17 @@ class Controller:
         self.log_level = log_level
         self.core = build_core(config)
         self.core.auth_throttle = failure_throttle(config)
-        self.plane: ControlPlane = control_plane(config, self.core, self._demand)
+        # The async runner runs here, calling through the workers' gateways.
+        self.queue = async_queue_parts(config, self.core)
+        self.plane: ControlPlane = control_plane(
+            config, self.core, self._demand, queue=self.queue.depths
+        )
         self.metrics = Metrics()
         control_metrics(
             self.metrics, self.plane.backend, self.plane.reconciler, self.plane.autoscaler
         )
+        self._stopping = False
+        async_runner(config, self.core, self.queue, self.metrics, stopping=lambda: self._stopping)
         self.limiter = (
             RateLimiter(config.rate_limit_per_second) if config.rate_limit_per_second > 0 else None
         )
@@ -86,7 +94,6 @@ class Controller:
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         # Workers started ahead (workers/spawn.py), each waiting for its settings.
         self._spawned = list(spawned)
-        self._stopping = False
         self._channels: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.core.db.watch(
@@ -164,6 +171,9 @@ class Controller:
             peer.info = message
         elif kind == "wake":
             self.core.wake_reconciler()
+        elif kind == "async_enqueued":
+            if self.queue.runner is not None:
+                self.queue.runner.wake()
         elif kind == "chainlets_deleted":
             self.core.chainlets_deleted()
         elif kind == "autoscaling_changed":
@@ -198,6 +208,7 @@ class Controller:
                 )
 
     async def _scrape(self) -> str:
+        await self.queue.depths.refresh()
         peers = list(self._peers.values())
         answers = await asyncio.gather(
             *(p.ask({"t": "collect"}, COLLECT_SECONDS) for p in peers), return_exceptions=True
@@ -223,6 +234,7 @@ class Controller:
             uvicorn=self.uvicorn_options,
             log_level=self.log_level,
             controller_pid=os.getpid(),
+            async_secret=self.queue.secret,
         )
         process = worker.process
         assert process.stdin is not None
@@ -319,12 +331,17 @@ class Controller:
                 asyncio.create_task(self._push_loads(), name="chainyard-push-loads"),
                 asyncio.create_task(self._supervise(listener), name="chainyard-supervise"),
             ]
+            if self.queue.runner is not None:
+                self.queue.runner.start()
             await stop.wait()
         finally:
             self._stopping = True
             # No worker is started again from here on.
             for task in tasks:
                 task.cancel()
+            # Before the workers: the runner's calls in flight go through them.
+            if self.queue.runner is not None:
+                await self.queue.runner.stop()
             await self._stop_workers()
             # Stopped before every worker got its settings.
             spawn.discard(self._spawned)

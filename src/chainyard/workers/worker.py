@@ -31,6 +31,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from chainyard import __version__
+from chainyard.async_runner.wake import Coalesced
 from chainyard.config import ServerConfig
 from chainyard.gateway.route_cache import ROUTING_TABLES
 from chainyard.server import (
@@ -65,6 +66,9 @@ class WorkerSettings:
     uvicorn: dict[str, Any]
     log_level: str
     controller_pid: int
+    # Opens the gateway's internal async route to the controller's runner
+    # (gateway/async_internal.py); made at each start, handed over here, never stored.
+    async_secret: str = ""
 
 
 @dataclasses.dataclass
@@ -92,6 +96,8 @@ def build_worker_app(settings: WorkerSettings, server: list[GatewayServer]) -> F
     core.wake_reconciler = lambda: link.send({"t": "wake"})
     core.chainlets_deleted = lambda: link.send({"t": "chainlets_deleted"})
     core.autoscaling_changed = lambda: link.send({"t": "autoscaling_changed"})
+    # An enqueued async request wakes the controller's runner (a burst, once).
+    async_enqueued = Coalesced(lambda: link.send({"t": "async_enqueued"}))
     # This worker's writes drop the other workers' caches too (the controller passes them on).
     core.db.watch(ROUTING_TABLES, lambda: _drop_everywhere(link, "routes"))
     core.db.watch(KEY_TABLES, lambda: _drop_everywhere(link, "keys"))
@@ -129,6 +135,7 @@ def build_worker_app(settings: WorkerSettings, server: list[GatewayServer]) -> F
         reader, writer = await asyncio.open_unix_connection(sock=channel)
         peer = Peer(reader, writer, handle)
         link.connect(peer)
+        async_enqueued.bind(asyncio.get_running_loop())
         peer.send({"t": "hello", "worker": settings.index, "pid": os.getpid()})
         reading = asyncio.create_task(peer.run(), name="chainyard-worker-channel")
         reading.add_done_callback(stop_serving)
@@ -155,7 +162,11 @@ def build_worker_app(settings: WorkerSettings, server: list[GatewayServer]) -> F
         lifespan=lifespan,
         health=lambda: {**shared.status, "worker": settings.index},
         render_metrics=render_metrics,
-        state={"worker": settings.index},
+        state={
+            "worker": settings.index,
+            "async_secret": settings.async_secret,
+            "async_enqueued": async_enqueued,
+        },
     )
     if config.rate_limit_per_second > 0:
         app.state.rate_limiter = SharedRateLimiter(link, config.rate_limit_per_second)
