@@ -1,7 +1,8 @@
 """The runner's store work, batched: one `turn` (in a worker thread) records every result,
 failure, release and delivery that came in since the last one, expires what is due, and claims
-new requests and deliveries. Results go in one transaction (`record_results`), whatever their
-number; the rest are one short transaction each, and rare under load (failures, deliveries).
+new requests and deliveries. The results and the claim share one transaction
+(`record_and_claim`), whatever their number; the rest are one short transaction each, and rare
+under load (failures, deliveries).
 
 A step that fails (the store is away) hands its reports back to be tried at the next turn: the
 requests are still held, and their leases are renewed meanwhile.
@@ -103,11 +104,6 @@ def turn(
     def step(what: str, put_back: Pending | None = None) -> _Step:
         return _Step(done, what, put_back)
 
-    if reports.results:
-        with step("record results", Pending(results=reports.results)):
-            done.recorded.update(
-                async_queue.record_results(db, holder, reports.results, lease_seconds=lease_seconds)
-            )
     for request_id, failure in reports.failures.items():
         with step("record a failure", Pending(failures={request_id: failure})):
             done.recorded[request_id] = async_queue.record_failure(
@@ -139,15 +135,18 @@ def turn(
                 done.expired.extend(expired)
                 if len(expired) < EXPIRE_BATCH:
                     break
-    if work.claim_limit > 0:
-        with step("claim requests"):
-            done.claimed = async_queue.claim(
+    if reports.results or work.claim_limit > 0:
+        # One transaction: the results free their deployments' slots, which the claim takes.
+        with step("record results and claim", Pending(results=reports.results)):
+            recorded, done.claimed = async_queue.record_and_claim(
                 db,
                 holder,
+                reports.results,
                 limit=work.claim_limit,
                 lease_seconds=lease_seconds,
                 per_deployment_cap=per_deployment,
             )
+            done.recorded.update(recorded)
     if work.delivery_limit > 0:
         with step("claim deliveries"):
             done.deliveries = async_deliveries.claim_deliveries(

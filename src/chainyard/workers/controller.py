@@ -31,6 +31,7 @@ from chainyard.gateway.route_cache import ROUTING_TABLES
 from chainyard.metrics import Metrics
 from chainyard.runtime.base import RuntimeUnavailable
 from chainyard.server import (
+    GIL_SWITCH_INTERVAL_SECONDS,
     KEY_TABLES,
     ControlPlane,
     async_queue_parts,
@@ -332,6 +333,9 @@ class Controller:
                 asyncio.create_task(self._supervise(listener), name="chainyard-supervise"),
             ]
             if self.queue.runner is not None:
+                # The runner's calls are answered on the loop while its store turns run in a
+                # thread: each would wait out the other's GIL switch interval (5 ms) otherwise.
+                sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
                 self.queue.runner.start()
             await stop.wait()
         finally:
