@@ -332,7 +332,8 @@ class Runner:
                     self._deliver_at(report.retry_at)
             if request_id not in self._sending:
                 self._held.discard(request_id)
-        self.outcomes["expired"] += len(done.expired)
+        if done.expired:
+            self.outcomes["expired"] += len(done.expired)
         self._claimed(work.claim_limit, done.claimed, now)
         for delivery in done.deliveries:
             self._start_delivery(delivery)
