@@ -194,3 +194,14 @@ def test_serve_refuses_a_short_bootstrap_key_with_a_message(tmp_path: pathlib.Pa
     assert result.returncode == 2, result.stderr
     assert "CHAINYARD_BOOTSTRAP_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_async_settings_out_of_range_with_a_message(tmp_path: pathlib.Path) -> None:
+    base = ["serve", "--port", str(_free_port()), "--data-dir", str(tmp_path / "d")]
+    result = _run(*base, "--async-concurrency-per-deployment", "0")
+    assert result.returncode == 2, result.stderr
+    assert "--async-concurrency-per-deployment must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = _run(*base, CHAINYARD_ASYNC_LEASE_SECONDS="0.5")
+    assert result.returncode == 2, result.stderr
+    assert "the async lease must be at least 1 second" in result.stderr
