@@ -63,10 +63,17 @@ class Answer:
     `release` hands the connection back (to the pool once the body is complete, else closed);
     call it whatever happens."""
 
-    def __init__(self, connection: _Connection, pool: Pool, address: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        connection: _Connection,
+        pool: Pool,
+        address: tuple[str, int],
+        read_timeout: float | None = None,
+    ) -> None:
         self._connection = connection
         self._pool = pool
         self._address = address
+        self.read_timeout = read_timeout
         self.status = 0
         self.headers: dict[str, str] = {}
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -103,7 +110,7 @@ class Answer:
 
     async def _wait(self) -> None:
         self._waiter = self._connection.loop.create_future()
-        limit = self._pool.read_timeout
+        limit = self.read_timeout
         if limit is None:
             await self._waiter
         else:
@@ -209,10 +216,12 @@ class _Connection(asyncio.Protocol):
 
     # -- use -----------------------------------------------------------------------------------
 
-    def send(self, data: bytes, pool: Pool, address: tuple[str, int]) -> asyncio.Future[Answer]:
+    def send(
+        self, data: bytes, pool: Pool, address: tuple[str, int], read_timeout: float | None
+    ) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self._headers = {}
-        self._answer = Answer(self, pool, address)
+        self._answer = Answer(self, pool, address, read_timeout)
         self._head = self.loop.create_future()
         self.transport.write(data)
         return self._head
@@ -243,6 +252,13 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _PoolDefault:
+    """The pool's own `read_timeout` (a call may pass another, None included)."""
+
+
+POOL_DEFAULT = _PoolDefault()
+
+
 class Pool:
     """Keep-alive connections by address, for the event loop it is first used on.
     `read_timeout` bounds each wait for the answer (its head, then each part of its body)."""
@@ -260,9 +276,16 @@ class Pool:
         self._idle: dict[tuple[str, int], collections.deque[_Connection]] = {}
         self.closed = False
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        read_timeout: float | _PoolDefault | None = POOL_DEFAULT,
+    ) -> Response:
         """The whole answer to a POST."""
-        answer = await self.open("POST", url, body, headers)
+        answer = await self.open("POST", url, body, headers, read_timeout=read_timeout)
         try:
             data = await answer.read()
         finally:
@@ -275,8 +298,12 @@ class Pool:
         url: str,
         body: bytes = b"",
         headers: dict[str, str] | None = None,
+        *,
+        read_timeout: float | _PoolDefault | None = POOL_DEFAULT,
     ) -> Answer:
-        """The answer, once its head has come; release it when done with it."""
+        """The answer, once its head has come; release it when done with it. `read_timeout`:
+        this call's bound on each wait, instead of the pool's."""
+        limit = self.read_timeout if isinstance(read_timeout, _PoolDefault) else read_timeout
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only http:// URLs: {url!r}")
@@ -292,7 +319,7 @@ class Pool:
         data = head.encode("latin-1") + body
         connection, reused = await self._connection(address)
         try:
-            return await self._head(connection.send(data, self, address))
+            return await self._head(connection.send(data, self, address, limit), limit)
         except Disconnected:
             connection.close()
             if not reused:
@@ -304,15 +331,15 @@ class Pool:
         # read (no byte of an answer came). Once more, on a new connection.
         connection, _ = await self._connection(address, fresh=True)
         try:
-            return await self._head(connection.send(data, self, address))
+            return await self._head(connection.send(data, self, address, limit), limit)
         except BaseException:
             connection.close()
             raise
 
-    async def _head(self, head: asyncio.Future[Answer]) -> Answer:
-        if self.read_timeout is None:
+    async def _head(self, head: asyncio.Future[Answer], limit: float | None) -> Answer:
+        if limit is None:
             return await head
-        async with asyncio.timeout(self.read_timeout):
+        async with asyncio.timeout(limit):
             return await head
 
     async def _connection(

@@ -171,6 +171,29 @@ def test_a_late_answer_is_a_timeout_and_a_cut_one_a_disconnect() -> None:
     run(handler, scenario)
 
 
+def test_a_call_may_wait_longer_than_the_pools_bound() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            await asyncio.sleep(0.3)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nlate!")
+            await writer.drain()
+
+    async def scenario(url: str) -> None:
+        pool = http_client.Pool(read_timeout=0.1)
+        with pytest.raises(TimeoutError):
+            await pool.post(f"{url}/a", b"")
+        # The async runner's calls may run for an hour where a sync call may not.
+        answer = await pool.post(f"{url}/b", b"", read_timeout=5.0)
+        assert (answer.status, answer.body) == (200, b"late!")
+        pool.close()
+
+    run(handler, scenario)
+
+
 def test_a_streamed_answer_comes_part_by_part_and_its_connection_is_reused_after() -> None:
     connections: list[int] = []
     go = asyncio.Event()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-# Baseten runs an async request for up to an hour.
-RUN_LIMIT_SECONDS = 3600.0
+from chainyard.gateway.async_internal import RUN_LIMIT_SECONDS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,8 @@ opened by the server's own secret instead (`Authorization: Bearer <secret>`), ma
 and handed to its worker processes, never stored; anything else is a 401. It resolves the
 deployment's entrypoint without an actor (`services.inference.deployment_entry`: a deployment
 that is gone, INACTIVE or failed is a 404 model_does_not_exist) and dispatches as `run_remote`
-does.
+does, except that the replica may take an hour (Baseten's run limit for async requests) rather
+than the router's bound on a sync call.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from chainyard.services.context import Core
 router = APIRouter(tags=["inference"])
 
 PREFIX = "/internal/async"
+# Baseten runs an async request for up to an hour: the replica may stay silent that long.
+RUN_LIMIT_SECONDS = 3600.0
 # The path ends in run_remote so that the gateway's fast lane takes it (gateway/fast_lane.py).
 RUN_PATH = PREFIX + "/deployments/{deployment_id}/run_remote"
 PING_PATH = PREFIX + "/ping"
@@ -68,7 +71,7 @@ async def async_run_remote(deployment_id: str, request: Request, core: CoreDep) 
 
     async def call() -> Response:
         target = await _target(request, core, deployment_id)
-        return await _dispatch(request, core, target)
+        return await _dispatch(request, core, target, read_timeout=RUN_LIMIT_SECONDS)
 
     return await _guarded(call)
 

@@ -269,9 +269,14 @@ class ReplicaRouter:
         addresses: list[str],
         *,
         limit: int = 1,
+        read_timeout: float | None = None,
     ) -> Response:
+        """`read_timeout`: a longer bound than the router's on each wait for the replica (the
+        async runner's calls may run for an hour)."""
         started = time.perf_counter()
-        response = await self._forward(request, chainlet_id, addresses, limit=limit)
+        response = await self._forward(
+            request, chainlet_id, addresses, limit=limit, read_timeout=read_timeout
+        )
         if response.status_code >= 400:
             self.errors_total[(chainlet_id, f"{response.status_code // 100}xx")] += 1
         if not isinstance(response, StreamingResponse):
@@ -285,6 +290,7 @@ class ReplicaRouter:
         addresses: list[str],
         *,
         limit: int = 1,
+        read_timeout: float | None = None,
     ) -> Response:
         """Sends the request to one of `addresses`, at most `limit` at a time per replica. When a
         replica refuses the connection, tries another; with none left, raises ReplicasGone."""
@@ -331,6 +337,7 @@ class ReplicaRouter:
                     f"{address}/v1/models/model:predict",
                     body if isinstance(body, bytes) else body.chunks(),
                     {**headers, **self.credential_headers(chainlet_id, address)},
+                    read_timeout=read_timeout,
                 )
                 break
             except bodies.BodyTooLarge:

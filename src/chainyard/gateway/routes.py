@@ -220,6 +220,8 @@ async def _dispatch(
     core: Core,
     target: inference.Target,
     resolve: Callable[[], Awaitable[inference.Target]] | None = None,
+    *,
+    read_timeout: float | None = None,
 ) -> Response:
     """Forwards to a ready replica of `target`'s chainlet. With none ready, first looks again in
     the store where the request should go (a promotion may have just moved the environment), then
@@ -233,7 +235,11 @@ async def _dispatch(
             return not_ready()
         try:
             return await replicas.forward(
-                request, target.chainlet_id, addresses, limit=target.predict_concurrency
+                request,
+                target.chainlet_id,
+                addresses,
+                limit=target.predict_concurrency,
+                read_timeout=read_timeout,
             )
         except ReplicasGone:
             continue

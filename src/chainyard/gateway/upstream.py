@@ -61,9 +61,19 @@ class Clients:
             timeout=aiohttp.ClientTimeout(total=None, sock_read=read_timeout),
         )
 
-    async def post(self, url: str, body: bytes | Any, headers: dict[str, str]) -> Upstream:
-        """The answer's head. `body`: bytes, or an async iterable of chunks."""
+    async def post(
+        self,
+        url: str,
+        body: bytes | Any,
+        headers: dict[str, str],
+        *,
+        read_timeout: float | None = None,
+    ) -> Upstream:
+        """The answer's head. `body`: bytes, or an async iterable of chunks. `read_timeout`:
+        a longer bound for this call's waits (a body held whole only)."""
         if isinstance(body, bytes):
+            if read_timeout is not None:
+                return await self.pool.open("POST", url, body, headers, read_timeout=read_timeout)
             return await self.pool.open("POST", url, body, headers)
         return _AiohttpAnswer(await self.session.post(url, data=body, headers=headers))
 
