@@ -11,12 +11,13 @@ go through `ending`, the one account of how a request's predict stage ends.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Integer, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chainyard.domain import async_requests as d
@@ -188,19 +189,18 @@ def write(session: Session, changes: Sequence[Mapping[str, Any]]) -> None:
 
 # -- claims ----------------------------------------------------------------------------------------
 
-# Requests whose predict call a live lease holds (what the per-deployment cap counts).
-_RUNNING = (
-    select(T.c.deployment_id, func.count())
-    .where(
-        and_(
-            T.c.status == R.IN_PROGRESS.value,
-            T.c.outcome.is_(None),
-            T.c.lease_holder.is_not(None),
-            T.c.lease_until > bindparam("now"),
-        )
-    )
-    .group_by(T.c.deployment_id)
-)
+# Every request in its predict stage past its first claim, in light columns: those a live lease
+# holds are what the per-deployment cap counts, the others (a retry waiting for its time, a
+# request whose holder's lease ran out) are taken again once due. A handful per deployment.
+_IN_PROGRESS = select(
+    T.c.id,
+    T.c.deployment_id,
+    T.c.priority,
+    T.c.created_at,
+    T.c.lease_holder,
+    T.c.lease_until,
+    T.c.next_attempt_at,
+).where(T.c.status == R.IN_PROGRESS.value, T.c.outcome.is_(None))
 _CANDIDATE_COLUMNS = [
     T.c[name]
     for name in (
@@ -223,9 +223,9 @@ _CANDIDATE_COLUMNS = [
     )
 ]
 _ORDER = (T.c.priority, T.c.created_at, T.c.id)
-# Two reads, each in its index's order, rather than one with an OR that would sort every queued
-# row: the QUEUED ones, and the few IN_PROGRESS ones that are free again (a retry that is due,
-# or a request whose holder's lease ran out).
+# The next QUEUED requests, read along the claim index; the IN_PROGRESS ones that are free again
+# are found among those `_IN_PROGRESS` read (rather than with an OR here, which would sort every
+# queued row), and read whole only when there are some.
 _QUEUED = (
     select(*_CANDIDATE_COLUMNS)
     .where(
@@ -243,14 +243,13 @@ _QUEUED = (
 _FREE_AGAIN = (
     select(*_CANDIDATE_COLUMNS)
     .where(
+        T.c.id.in_(bindparam("ids", expanding=True)),
+        # Again, in the lock: a report may have changed them since they were read.
         T.c.status == R.IN_PROGRESS.value,
         T.c.outcome.is_(None),
         T.c.next_attempt_at <= bindparam("now"),
         or_(T.c.lease_until.is_(None), T.c.lease_until <= bindparam("now")),
-        T.c.deployment_id.not_in(bindparam("full", expanding=True)),
     )
-    .order_by(*_ORDER)
-    .limit(bindparam("limit", type_=Integer))
     .with_for_update(skip_locked=True)
 )
 
@@ -266,16 +265,24 @@ def claim_in(
 ) -> list[Claimed]:
     """`async_queue.claim` within a transaction (on PostgreSQL, one that holds the claim lock)."""
     connection = session.connection()
-    running: dict[str, int] = {}
-    if per_deployment_cap is not None:
-        running = {dep: int(n) for dep, n in connection.execute(_RUNNING, {"now": now})}
-    full = sorted(dep for dep, n in running.items() if n >= (per_deployment_cap or 0))
+    running: collections.Counter[str] = collections.Counter()
+    free_again: list[Any] = []
+    for r in connection.execute(_IN_PROGRESS):
+        if r.lease_holder is not None and r.lease_until is not None and r.lease_until > now:
+            running[r.deployment_id] += 1
+        elif r.next_attempt_at <= now:
+            free_again.append(r)
+    cap = per_deployment_cap
+    full = sorted(dep for dep, n in running.items() if cap is not None and n >= cap)
     params = {"now": now, "full": full, "limit": limit}
-    rows = [
-        dict(r._mapping)
-        for query in (_QUEUED, _FREE_AGAIN)
-        for r in connection.execute(query, params)
-    ]
+    rows = [dict(r._mapping) for r in connection.execute(_QUEUED, params)]
+    free_again = sorted(
+        (r for r in free_again if r.deployment_id not in full),
+        key=lambda r: (r.priority, r.created_at, r.id),
+    )[:limit]
+    if free_again:
+        again = {"now": now, "ids": [r.id for r in free_again]}
+        rows.extend(dict(r._mapping) for r in connection.execute(_FREE_AGAIN, again))
     rows.sort(key=lambda r: (r["priority"], r["created_at"], r["id"]))
     _follow_targets(session, rows)
     taken: list[Claimed] = []
@@ -283,15 +290,27 @@ def claim_in(
     for row in rows:
         if len(taken) >= limit:
             break
-        busy = running.get(row["deployment_id"], 0)
-        if per_deployment_cap is not None and busy >= per_deployment_cap:
+        if cap is not None and running[row["deployment_id"]] >= cap:
             continue
         claimed = _take(session, row, holder, now, until, changes)
         if claimed is not None:
             taken.append(claimed)
-            running[row["deployment_id"]] = busy + 1
+            running[row["deployment_id"]] += 1
     write(session, changes)
     return taken
+
+
+_E = cast(Table, Environment.__table__)
+_D = cast(Table, ChainDeployment.__table__)
+_ENVIRONMENT_CURRENT = select(_E.c.current_deployment_id).where(
+    _E.c.chain_id == bindparam("chain"), _E.c.name == bindparam("env")
+)
+_DEVELOPMENT_CURRENT = (
+    select(_D.c.id)
+    .where(_D.c.chain_id == bindparam("chain"), _D.c.is_development.is_(True))
+    .order_by(_D.c.created_at.desc(), _D.c.id.desc())
+    .limit(1)
+)
 
 
 def _follow_targets(session: Session, rows: Iterable[dict[str, Any]]) -> None:
@@ -301,23 +320,10 @@ def _follow_targets(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         if row["target"] != d.DEPLOYMENT:
             wanted.setdefault((row["chain_id"], row["target"], row["environment"]), None)
+    connection = session.connection()
     for chain_id, kind, environment in list(wanted):
-        if kind == d.ENVIRONMENT:
-            current = session.scalar(
-                select(Environment.current_deployment_id).where(
-                    Environment.chain_id == chain_id, Environment.name == environment
-                )
-            )
-        else:
-            current = session.scalar(
-                select(ChainDeployment.id)
-                .where(
-                    ChainDeployment.chain_id == chain_id,
-                    ChainDeployment.is_development.is_(True),
-                )
-                .order_by(ChainDeployment.created_at.desc(), ChainDeployment.id.desc())
-                .limit(1)
-            )
+        query = _ENVIRONMENT_CURRENT if kind == d.ENVIRONMENT else _DEVELOPMENT_CURRENT
+        current = connection.execute(query, {"chain": chain_id, "env": environment}).scalar()
         wanted[(chain_id, kind, environment)] = current
     moved: set[tuple[str, str, str | None]] = set()
     for row in rows:
@@ -438,6 +444,29 @@ _RESULT_ROWS = (
 )
 
 
+# `ending(row, d.succeeded(False), ...)` of a request without a webhook that `holder` holds.
+_SUCCEED_PLAIN = (
+    update(T)
+    .where(
+        T.c.id.in_(bindparam("ids", expanding=True)),
+        T.c.lease_holder == bindparam("holder"),
+        T.c.status == R.IN_PROGRESS.value,
+        T.c.outcome.is_(None),
+        T.c.webhook_endpoint.is_(None),
+    )
+    .values(
+        status=R.SUCCEEDED.value,
+        webhook_status=d.WebhookStatus.NO_WEBHOOK_PROVIDED.value,
+        status_at=bindparam("now", type_=UTCDateTime()),
+        outcome=None,
+        result=None,
+        lease_holder=None,
+        lease_until=None,
+    )
+    .returning(T.c.id)
+)
+
+
 def record_results_in(
     session: Session,
     holder: str,
@@ -449,8 +478,18 @@ def record_results_in(
 ) -> dict[str, Recorded]:
     """`async_queue.record_results` within a transaction."""
     answers = dict.fromkeys(outputs, NOT_HELD)
+    connection = session.connection()
+    # Most requests have no webhook: their success is the same change for all, one statement.
+    plain = sorted(set(outputs) - set(ran_on or ()))
+    if plain:
+        done = connection.execute(_SUCCEED_PLAIN, {"ids": plain, "holder": holder, "now": now})
+        for (request_id,) in done:
+            answers[request_id] = Recorded(held=True)
+    rest = sorted(i for i in outputs if answers[i] is NOT_HELD)
+    if not rest:
+        return answers
     # Locked in id order, so that two transactions lock in the same order.
-    rows = session.connection().execute(_RESULT_ROWS, {"ids": sorted(outputs)})
+    rows = connection.execute(_RESULT_ROWS, {"ids": rest})
     changes: list[dict[str, Any]] = []
     for row in rows:
         if not holds_predict(row, holder):
