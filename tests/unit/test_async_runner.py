@@ -1,7 +1,8 @@
-"""The async runner (async_runner/loop.py) against a real store (SQLite) and a stand-in for the
-server's gateway on loopback: results recorded in batches, the spec's codes and retries, the
-per-deployment cap, leases lost to another server, a gateway that is away, a clean stop, signed
-webhooks with their retries, expiry; and the queue's share of the autoscaler's demand."""
+"""The async runner (async_runner/loop.py) against a real store (SQLite and PostgreSQL) and a
+stand-in for the server's gateway on loopback: results recorded in batches, the spec's codes and
+retries, the per-deployment cap, leases lost to another server, a gateway that is away, a clean
+stop, signed webhooks with their retries, expiry; and the queue's share of the autoscaler's
+demand."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def _deployment(deployment_id: str, entrypoint: str) -> list[Any]:
 
 
 @pytest.fixture
-def core(tmp_path: pathlib.Path) -> Iterator[Core]:
-    core = build_core(ServerConfig(data_dir=tmp_path / "data"))
+def core(tmp_path: pathlib.Path, database_url: str) -> Iterator[Core]:
+    core = build_core(ServerConfig(data_dir=tmp_path / "data", database_url=database_url))
     with core.db.write() as session:
         session.add(Workspace(id="ws000001", name="one"))
         session.flush()
