@@ -145,6 +145,7 @@ def test_parse_body_refuses_what_could_not_be_stored_or_sent_on() -> None:
     with pytest.raises(Invalid, match="surrogate") as info:
         d.parse_body(b'{"model_input": {"x": "\\ud800"}}')
     assert info.value.code == "INVALID_TEXT"
+
     # Nesting: a bounded depth is kept; deeper (even past the parser's own limit) is a 400.
     def nested(levels: int) -> bytes:
         inner = b"[" * (levels - 2) + b"]" * (levels - 2)
