@@ -38,6 +38,7 @@ from chainyard.cluster.membership import Membership
 from chainyard.config import ServerConfig
 from chainyard.domain.catalogue_file import load_catalogue
 from chainyard.gateway import async_internal as gateway_async
+from chainyard.gateway import async_routes as gateway_async_routes
 from chainyard.gateway import bodies
 from chainyard.gateway import direct as gateway_direct
 from chainyard.gateway import model_routes as gateway_model_routes
@@ -58,6 +59,7 @@ from chainyard.services.crypto import SecretCipher
 from chainyard.services.inference import Target
 from chainyard.services.live import LiveSampler
 from chainyard.store.db import Database
+from chainyard.webhooks.targets import TargetPolicy, own_addresses
 
 log = logging.getLogger("chainyard")
 
@@ -344,8 +346,13 @@ def serving_app(
     inference_routers = [
         gateway_routes.router,
         gateway_model_routes.router,
+        gateway_async_routes.router,
         gateway_async.router,
     ]
+    # Checked at enqueue (webhooks/targets.py); the runner's deliveries check again.
+    webhook_policy = TargetPolicy(
+        allow_private=config.allow_private_webhooks, own=own_addresses(config.host)
+    )
     return build_http_app(
         lifespan=lifespan,
         state={
@@ -355,6 +362,7 @@ def serving_app(
             "metrics": parts.metrics,
             "render_metrics": render_metrics,
             "live": parts.live,
+            "webhook_policy": webhook_policy,
             **state,
         },
         settings=HttpSettings(

@@ -45,6 +45,11 @@ def two_workspaces(api: Api) -> tuple[Api, str, dict[str, str]]:
     }
     env = api.wait_current(ids["chain_id"], ids["chain_deployment_id"])
     ids["chainlet_id"] = env["current_deployment"]["chainlets"][0]["id"]
+    queued = api.post(
+        f"/chains/{ids['chain_id']}/production/async_run_remote", json={"model_input": {}}
+    )
+    assert queued.status_code == 201, queued.text
+    ids["request_id"] = queued.json()["request_id"]
     other = api_keys.admin_create_key(api.core, "elsewhere", "WORKSPACE_MANAGE_ALL")
     return api, other, ids
 
@@ -67,6 +72,8 @@ def test_every_chain_route_is_404_for_another_workspace(
             body = _BODIES.get((method, template), {})
             if template.endswith("/promote"):
                 body = promote_body
+            if template.endswith("/async_run_remote"):
+                body = {"model_input": {}}
             response = api.client.request(
                 method,
                 _fill(template, ids),
@@ -89,6 +96,8 @@ def test_every_chain_route_is_404_for_another_workspace(
         for e in api.get(f"/v1/chains/{ids['chain_id']}/environments").json()["environments"]
     ] == ["production"]
     assert api.deployment(ids["chain_id"], ids["chain_deployment_id"])["status"] == "ACTIVE"
+    request = api.get(f"/async_request/{ids['request_id']}").json()
+    assert request["status"] != "CANCELED"
 
 
 def test_secrets_and_keys_stay_in_their_workspace(

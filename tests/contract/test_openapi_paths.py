@@ -64,7 +64,7 @@ def test_comparator_notices_a_missing_operation(
     assert any("promote" in p for p in problems)
 
 
-# The inference spec's synchronous operations: every one is served (the async ones are not).
+# The inference spec's synchronous operations: every one is served (the async ones below).
 INFERENCE_SERVED = {
     "runRemoteProduction",
     "runRemoteDevelopment",
@@ -104,3 +104,48 @@ def test_every_run_remote_and_wake_operation_is_served_in_both_forms(
             assert _shape("/chains/{chain_id}" + path) in served, path
         covered.add(operation["operationId"])
     assert covered == INFERENCE_SERVED
+
+
+# The inference spec's async operations, and the answer each documents on success.
+ASYNC_SERVED = {
+    "asyncRunRemoteProduction": ("post", "201", "AsyncRunRemoteResponse"),
+    "asyncRunRemoteDevelopment": ("post", "201", "AsyncRunRemoteResponse"),
+    "asyncRunRemote": ("post", "201", "AsyncRunRemoteResponse"),
+    "asyncRunRemoteDeployment": ("post", "201", "AsyncRunRemoteResponse"),
+    "asyncRunRemoteRegional": ("post", "201", "AsyncRunRemoteResponse"),
+    "getAsyncRequestStatus": ("get", "200", "AsyncRequestStatusResponse"),
+    "cancelAsyncRequest": ("delete", "200", "CancelAsyncRequestResponse"),
+    "getAsyncQueueStatusProduction": ("get", "200", "AsyncQueueStatusResponse"),
+    "getAsyncQueueStatusDevelopment": ("get", "200", "AsyncQueueStatusResponse"),
+    "getAsyncQueueStatus": ("get", "200", "AsyncQueueStatusResponse"),
+    "getAsyncQueueStatusDeployment": ("get", "200", "AsyncQueueStatusResponse"),
+    "getAsyncQueueStatusRegional": ("get", "200", "AsyncQueueStatusResponse"),
+}
+
+
+def test_every_async_operation_is_served_in_both_forms(ours: dict[str, Any]) -> None:
+    """Each async path of the inference spec, with its method and its documented answer, in
+    Baseten's form and (but the regional ones) under /chains/{chain_id}."""
+    spec = wire_facts.load(wire_facts.INFERENCE)
+    served = {
+        (_shape(path), method): operation
+        for path, item in ours["paths"].items()
+        for method, operation in item.items()
+    }
+    covered: set[str] = set()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if "async" not in path or not isinstance(operation, dict):
+                continue
+            want_method, status, model = ASYNC_SERVED[operation["operationId"]]
+            assert method == want_method, (path, method)
+            forms = [path]
+            if path not in ("/async_run_remote", "/async_queue_status"):
+                forms.append("/chains/{chain_id}" + path)
+            for form in forms:
+                ours_op = served.get((_shape(form), method))
+                assert ours_op is not None, (method, form)
+                answer = ours_op["responses"][status]["content"]["application/json"]["schema"]
+                assert answer == {"$ref": f"#/components/schemas/{model}"}, (form, answer)
+            covered.add(operation["operationId"])
+    assert covered == set(ASYNC_SERVED)

@@ -33,10 +33,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def artifacts() -> pathlib.Path:
     """CHAINYARD_TEST_ARTIFACTS/dashboard, or test-artifacts/dashboard at the repository root
-    (gitignored); emptied of the previous run's screenshots."""
+    (gitignored); emptied of the previous run's screenshots once, so that every test's stay."""
     base = pathlib.Path(os.environ.get("CHAINYARD_TEST_ARTIFACTS") or REPO / "test-artifacts")
     folder = base / "dashboard"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The dashboard in Debian's Chromium, driven by Playwright: sign in, open a chain, its development
 deployment and its patch history, then its environment, change a chainlet's instance type, and
-watch the new deployment get promoted without a reload. Screenshots of each step go to the test
-run's artifacts (see conftest.py)."""
+watch the new deployment get promoted without a reload; and see a chain's async queue depth per
+deployment follow requests enqueued, taken and canceled meanwhile. Screenshots of each step go to
+the test run's artifacts (see conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,15 @@ from typing import Any
 
 import pytest
 
+from chainyard.domain import async_requests as d
 from chainyard.sdk import Client
+from chainyard.services import async_queue, async_requests
+from chainyard.services.context import Actor
+
+# Every table known, so that the queue's foreign keys resolve in this process too.
+from chainyard.store import models  # noqa: F401
+from chainyard.store.chains import Chain
+from chainyard.store.db import Database, sqlite_url
 from tests.dashboard.conftest import KEY, Server
 from tests.support.server import hello_manifest
 
@@ -305,3 +314,95 @@ def test_change_an_instance_type_and_watch_the_promotion(
         raise
     finally:
         sdk.close()
+
+
+def _server_store(server: Server) -> Database:
+    """The server's own database (the store it was started with), for putting requests in the
+    queue as the routes would."""
+    return Database(os.environ.get("CHAINYARD_DATABASE_URL") or sqlite_url(server.data_dir))
+
+
+def test_the_async_queue_of_each_deployment(
+    page: Any, server: Server, artifacts: pathlib.Path
+) -> None:
+    name, chain_id, current = _deployed_chain(server)
+    with server.client() as client:
+        response = client.post(
+            "/v1/chains/deploy", json=hello_manifest(chain_name=name, environment=None)
+        )
+        assert response.status_code == 200, response.text
+        other = response.json()["chain_deployment"]["id"]
+    db = _server_store(server)
+    with db.read() as session:
+        chain = session.get(Chain, chain_id)
+        assert chain is not None
+        actor = Actor(chain.workspace_id, "default", key_type="WORKSPACE_MANAGE_ALL")
+    problems = _collect_problems(page)
+    expect = playwright_api.expect
+    step = iter(range(1, 100))
+
+    def shot(label: str) -> None:
+        page.screenshot(path=str(artifacts / f"async-{next(step):02d}-{label}.png"), full_page=True)
+
+    def enqueue() -> str:
+        answer = async_requests.enqueue(
+            db,
+            actor,
+            chain_id=chain_id,
+            deployment_id=current,
+            target=d.AsyncTarget(d.ENVIRONMENT, "production"),
+            spec=d.check({"model_input": {}}),
+        )
+        return answer.request_id
+
+    try:
+        page.goto(server.url + "/")
+        page.get_by_test_id("api-key").fill(KEY)
+        page.get_by_test_id("sign-in").click()
+        page.locator(f"[data-testid=chain-row][data-chain-id='{chain_id}']").get_by_test_id(
+            "chain-link"
+        ).click()
+        rows = "[data-testid=deployment-row][data-deployment-id='{}']"
+        depth = {
+            dep: page.locator(rows.format(dep)).get_by_test_id("async-queue")
+            for dep in (current, other)
+        }
+        # An empty queue is a quiet "0 queued".
+        for dep in (current, other):
+            expect(depth[dep]).to_have_text("0 queued")
+            expect(depth[dep]).to_have_class(re.compile(r"\bmuted\b"))
+        shot("chain-empty")
+        page.evaluate("window.__sameDocument = true")
+
+        ids = [enqueue() for _ in range(3)]
+        # Held by this test for the whole test, as a runner would hold a running request.
+        [taken] = async_queue.claim(db, "dashboard-test", limit=1, lease_seconds=3600)
+        assert taken.request_id == ids[0]
+        expect(depth[current]).to_have_text("2 queued, 1 in progress")
+        expect(depth[current]).to_have_attribute("data-queued", "2")
+        expect(depth[current]).to_have_attribute("data-in-progress", "1")
+        expect(depth[other]).to_have_text("0 queued")
+        shot("chain-queued")
+
+        page.locator(rows.format(current)).get_by_role("link").first.click()
+        expect(page.get_by_test_id("deployment-status")).to_have_text("ACTIVE")
+        mine = page.get_by_test_id("async-queue")
+        expect(mine).to_have_text("2 queued, 1 in progress")
+        expect(page.locator(".subtitle", has=mine)).to_have_text(
+            "Async queue: 2 queued, 1 in progress"
+        )
+        shot("deployment-queued")
+        assert async_requests.cancel(db, actor, ids[1]).canceled
+        expect(mine).to_have_text("1 queued, 1 in progress")
+        assert async_queue.record_result(db, "dashboard-test", ids[0], None).held
+        assert async_requests.cancel(db, actor, ids[2]).canceled
+        expect(mine).to_have_text("0 queued")
+        shot("deployment-drained")
+        assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+        assert problems == []
+    except BaseException:
+        page.screenshot(path=str(artifacts / "async-failure.png"), full_page=True)
+        print(f"browser: {problems}\nserver log:\n{server.log_tail()}")
+        raise
+    finally:
+        db.dispose()

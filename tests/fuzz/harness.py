@@ -8,8 +8,9 @@ through the real gateway and come back.
 Generated ids almost never name anything, so on their own every request would stop at a 404.
 `World` deploys chains first and `World.aim` points part of the generated requests at them: path
 parameters, the Host header of Baseten's host-based inference routes, and the few body fields
-that name things (a deployment to promote, chainlet names, instance type ids). The choice is a
-function of the generated case, so a run is as reproducible as the generation is.
+that name things (a deployment to promote, chainlet names, instance type ids); the async
+routes that name a request get one of the stable chain. The choice is a function of the
+generated case, so a run is as reproducible as the generation is.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ class World:
         self.stable: Chain | None = None
         self.playground: Chain | None = None
         self.instance_types: list[str] = []
+        # An async request of the stable chain, for the routes that name one.
+        self.async_request = ""
         # Requests sent per operation label, how many were aimed at real things, and the
         # statuses that came back per operation.
         self.sent: collections.Counter[str] = collections.Counter()
@@ -227,6 +230,13 @@ class World:
         key = self._call("POST", "/v1/api_keys", {"type": "WORKSPACE_INVOKE"})["api_key"]
         return str(key).split(".", 1)[0]
 
+    def new_async_request(self, chain: Chain) -> str:
+        path = f"/chains/{chain.id}/deployment/{chain.deployment_ids[0]}/async_run_remote"
+        body = {"model_input": {}}
+        response = self.client.post(path, json=body, headers=self.headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["request_id"])
+
     def seed(self) -> None:
         self.stable = self.deploy_chain()
         self.playground = self.deploy_chain()
@@ -234,6 +244,12 @@ class World:
         self.playground.environments.append("staging")
         self.playground.deployment_ids.append(self.new_deployment(self.playground))
         self.new_secret()
+        # A development deployment too, so that the development paths reach one.
+        development = {**hello_manifest(environment=None), "development": True}
+        del development["chain_name"]
+        development["chain_id"] = self.stable.id
+        self._call("POST", "/v1/chains/deploy", development)
+        self.async_request = self.new_async_request(self.stable)
         answer = self._call("GET", "/v1/instance_types")
         self.instance_types = [t["id"] for t in answer["instance_types"]]
 
@@ -263,7 +279,8 @@ class World:
         # so that its run_remote always has a deployment to reach; changes go to the playground.
         stable = inference or (method == "GET" and share % 2 == 0)
         chain = self.stable if stable else self.playground
-        if method == "DELETE" and "chain_deployment_id" not in params and "chain_id" in params:
+        deletes_chain = "chain_deployment_id" not in params and "request_id" not in params
+        if method == "DELETE" and deletes_chain and "chain_id" in params:
             chain = self.deploy_chain()  # deleting the chain itself
         deployment = _pick(chain.deployment_ids, share)
         if method == "DELETE" and "chain_deployment_id" in params:
@@ -274,6 +291,7 @@ class World:
             "chain_deployment_id": deployment,
             "deployment_id": deployment,
             "chainlet_id": _pick(chain.chainlet_ids[deployment], share),
+            "request_id": self.async_request,
         }
         aimed = False
         for name in params:
@@ -285,8 +303,11 @@ class World:
             elif name == "api_key_prefix":
                 params[name] = self.new_key_prefix()
         if inference and "chain_id" not in params:
-            # Baseten's own form: the chain's id in the Host header.
-            headers["Host"] = f"chain-{chain.id}.fuzz.example"
+            # Baseten's own form: the chain's id in the Host header; a bare path (`/run_remote`)
+            # is the regional form, with the environment there too.
+            regional = case.operation.path.count("/") == 1
+            env = f"-{_pick(chain.environments, share)}" if regional else ""
+            headers["Host"] = f"chain-{chain.id}{env}.fuzz.example"
             aimed = True
         if isinstance(case.body, dict):
             aimed = self._aim_body(case, case.body, chain, share) or aimed

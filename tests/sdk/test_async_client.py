@@ -102,3 +102,29 @@ def test_async_requests_run_concurrently(live: LiveServer, name: str) -> None:
             return [d.chain_id for d in deployed]
 
     assert len(set(asyncio.run(main()))) == 3
+
+
+def test_async_inference_requests(live: LiveServer, name: str) -> None:
+    """`client.async_requests`, awaited: submit, status, queue status and cancel."""
+
+    async def main() -> None:
+        async with AsyncClient(live.url, live.key, timeout=30) as client:
+            deployed = await client.chains.deploy(hello_manifest(name))
+            chain_id = deployed.chain_id
+            await client.wait_until_promoted(chain_id, "production", timeout=20)
+            request_id = await client.async_requests.submit(
+                chain_id, {"max_value": 5}, environment="production", priority=2
+            )
+            status = await client.async_requests.status(request_id)
+            assert status.chain_id == chain_id
+            assert status.deployment_id == deployed.chain_deployment.id
+            queue = await client.async_requests.queue_status(chain_id, environment="production")
+            assert queue.deployment_id == deployed.chain_deployment.id
+            canceled = await client.async_requests.cancel(request_id)
+            after = await client.async_requests.status(request_id)
+            assert canceled.canceled == (after.status == "CANCELED")
+            assert (await client.async_requests.cancel(request_id)).canceled is False
+            with pytest.raises(NotFound):
+                await client.async_requests.status("nosuchrequest")
+
+    asyncio.run(main())

@@ -323,6 +323,62 @@ def test_webhook_secrets(client: Client) -> None:
     assert created.secret not in client.webhook_secrets.list().model_dump_json()
 
 
+def test_async_requests(client: Client, name: str) -> None:
+    chain_id, env = _deploy_promoted(client, name)
+    assert env.current_deployment is not None
+    production = env.current_deployment.id
+    request_id = client.async_requests.submit(
+        chain_id,
+        {"max_value": 5},
+        priority=1,
+        max_time_in_queue_seconds=60,
+        inference_retry_config={"max_attempts": 1},
+    )
+    assert len(request_id) == 20
+    status = client.async_requests.status(request_id)
+    assert (status.request_id, status.chain_id, status.deployment_id) == (
+        request_id,
+        chain_id,
+        production,
+    )
+    # A server that runs async requests may have taken it already.
+    assert status.status in {"QUEUED", "IN_PROGRESS", "SUCCEEDED"}
+    assert status.webhook_status == "NO_WEBHOOK_PROVIDED"
+    queue = client.async_requests.queue_status(chain_id)
+    assert (queue.model_id, queue.deployment_id) == (chain_id, production)
+    assert queue.num_queued_requests + queue.num_in_progress_requests <= 1
+
+    canceled = client.async_requests.cancel(request_id)
+    assert canceled.request_id == request_id
+    assert canceled.canceled == (client.async_requests.status(request_id).status == "CANCELED")
+    again = client.async_requests.cancel(request_id)
+    assert again.canceled is False and again.message
+
+    # The other targets: one deployment, and the development deployment (this chain has none).
+    by_deployment = client.async_requests.submit(chain_id, {}, deployment_id=production)
+    assert client.async_requests.status(by_deployment).deployment_id == production
+    queue = client.async_requests.queue_status(chain_id, deployment_id=production)
+    assert queue.deployment_id == production
+    with pytest.raises(NotFound):
+        client.async_requests.submit(chain_id, {}, development=True)
+    with pytest.raises(NotFound):
+        client.async_requests.queue_status(chain_id, environment="nosuchenv")
+    with pytest.raises(ValueError, match="one of"):
+        client.async_requests.submit(chain_id, {}, environment="a", deployment_id="b")
+
+    with pytest.raises(Invalid, match="priority") as bad:
+        client.async_requests.submit(chain_id, {}, priority=3)
+    assert bad.value.code == "INVALID_REQUEST"
+    with pytest.raises(Invalid) as refused:
+        client.async_requests.submit(chain_id, {}, webhook_endpoint="http://127.0.0.1:9/hook")
+    assert refused.value.code == "INVALID_WEBHOOK_ENDPOINT"
+    with pytest.raises(ValidationError):
+        client.async_requests.submit(chain_id, {}, inference_retry_config={"max_attempts": 11})
+    with pytest.raises(NotFound) as missing:
+        client.async_requests.status("nosuchrequest")
+    assert missing.value.code == "ASYNC_REQUEST_NOT_FOUND"
+
+
 def test_auth_and_transport_errors(live: LiveServer) -> None:
     with Client(live.url, None) as anonymous:
         assert anonymous.health()["status"] == "ok"

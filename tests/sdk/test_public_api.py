@@ -67,6 +67,7 @@ RESOURCES = {
     "secrets": ["delete", "list", "upsert"],
     "api_keys": ["create", "delete", "list"],
     "webhook_secrets": ["create", "list"],
+    "async_requests": ["cancel", "queue_status", "status", "submit"],
 }
 
 CLIENT_METHODS = ["close", "health", "wait_until_promoted"]

@@ -136,6 +136,27 @@ def test_parse_body_bounds_the_size_at_256_kib_and_wants_json() -> None:
         d.parse_body(b"\xff\xfe")
 
 
+def test_parse_body_refuses_what_could_not_be_stored_or_sent_on() -> None:
+    # NaN and Infinity are Python's, not JSON's: PostgreSQL and the chain would refuse them.
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(Invalid, match="not valid JSON"):
+            d.parse_body(b'{"model_input": {"x": ' + constant + b"}}")
+    # A lone surrogate decodes to a str that no UTF-8 encoder takes.
+    with pytest.raises(Invalid, match="surrogate") as info:
+        d.parse_body(b'{"model_input": {"x": "\\ud800"}}')
+    assert info.value.code == "INVALID_TEXT"
+
+    # Nesting: a bounded depth is kept; deeper (even past the parser's own limit) is a 400.
+    def nested(levels: int) -> bytes:
+        inner = b"[" * (levels - 2) + b"]" * (levels - 2)
+        return b'{"model_input": {"x": ' + inner + b"}}"
+
+    assert d.parse_body(nested(d.MAX_DEPTH)).model_input
+    for levels in (d.MAX_DEPTH + 1, 100_000):
+        with pytest.raises(Invalid, match="nested more than"):
+            d.parse_body(nested(levels))
+
+
 def test_the_retry_schedule_doubles_from_the_initial_delay_up_to_the_cap() -> None:
     retry = d.RetryConfig(max_attempts=6, initial_delay_ms=100, max_delay_ms=1000)
     assert [retry.delay_ms(n) for n in range(1, 7)] == [100, 200, 400, 800, 1000, 1000]

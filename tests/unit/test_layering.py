@@ -33,11 +33,15 @@ ALLOWED: dict[str, set[str]] = {
     },
     "reconciler": {"reconciler", "services", "runtime", "domain"},
     # `http_client`: the data plane's keep-alive client (a top-level module: replicas use it too).
+    # `webhooks`: async_run_remote checks the webhook target; `schemas`: the async routes document
+    # their answers (the services build them).
     "gateway": {
         "gateway",
         "services",
         "runtime",
         "domain",
+        "schemas",
+        "webhooks",
         "abortable",
         "replica_auth",
         "http_client",

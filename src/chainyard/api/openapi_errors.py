@@ -137,8 +137,9 @@ def _document_inference(path: str, operation: OpenAPI) -> None:
             "description": "JSON input matching the chain's `run_remote` method signature",
             "content": {"application/json": {"schema": {}}},
         }
+    # A chain's own answer; the async operations' answers are ours, documented by their routes.
     ok = operation.get("responses", {}).get("200")
-    if ok is not None:
+    if ok is not None and path.endswith(("/run_remote", "/predict")):
         ok["description"] = "The chain's output: JSON, or a stream of bytes"
         ok["content"] = {
             "application/json": {"schema": {}},

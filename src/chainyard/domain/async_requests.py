@@ -25,6 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from chainyard.domain.errors import Invalid, PayloadTooLarge
+from chainyard.domain.text import check_json_text
 
 
 class RequestStatus(enum.StrEnum):
@@ -104,6 +105,9 @@ MAX_ATTEMPTS_MIN, MAX_ATTEMPTS_MAX, MAX_ATTEMPTS_DEFAULT = 1, 10, 3
 INITIAL_DELAY_MS_MIN, INITIAL_DELAY_MS_MAX, INITIAL_DELAY_MS_DEFAULT = 0, 10_000, 1000
 MAX_DELAY_MS_MIN, MAX_DELAY_MS_MAX, MAX_DELAY_MS_DEFAULT = 0, 60_000, 5000
 MAX_WEBHOOK_URL_LENGTH = 2048
+# Arrays and objects in arrays and objects: the request is encoded again to be stored, sent to
+# the chain and to the webhook, each time by a recursive encoder with its own stack to spare.
+MAX_DEPTH = 128
 # QUEUED plus IN_PROGRESS requests a workspace may hold (Baseten's per-organization limit).
 WORKSPACE_LIMIT = 50_000
 # How often a request may lose its server mid-run (the lease ran out) and still be run again:
@@ -173,12 +177,47 @@ def parse_body(body: bytes) -> AsyncRequestSpec:
             code="PAYLOAD_TOO_LARGE",
         )
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise _too_deep() from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(
             f"the async request body is not valid JSON: {exc}", code="INVALID_REQUEST"
         ) from exc
+    if _depth(data) > MAX_DEPTH:
+        raise _too_deep()
+    # Stored, then sent to the chain and maybe to a webhook: text that no encoder takes would
+    # fail there, long after the 201.
+    check_json_text(data)
     return check(data)
+
+
+def _no_constant(name: str) -> object:
+    # Python's JSON reader takes NaN and Infinity, which are not JSON: PostgreSQL's json type
+    # and the chain's reader would refuse them later.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _too_deep() -> Invalid:
+    return _invalid(f"the async request body is nested more than {MAX_DEPTH} levels deep")
+
+
+def _depth(document: object) -> int:
+    """How deeply arrays and objects nest in a parsed document (without recursion)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            items: Any = value.values()
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:
+            stack.extend((item, level + 1) for item in items)
+    return deepest
 
 
 def check(data: object) -> AsyncRequestSpec:

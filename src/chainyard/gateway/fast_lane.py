@@ -4,9 +4,9 @@ Every inference request used to cross FastAPI's routing over a hundred managemen
 dependency solving (which ran a plain `def` dependency in a worker thread), FastAPI's own
 middlewares (its telemetry among them) and four written for the management API, at a cost
 several times that of the replica's own answer. This lane sits in front of all of them
-(api/app.py::ChainyardApp): a POST to one of the inference routes (`run_remote`, a model's
-`predict`, a replica's call to its dependency) goes straight to the route's own function with a
-Starlette `Request`; anything else goes on to the framework.
+(api/app.py::ChainyardApp): a POST to one of the inference routes (`run_remote`,
+`async_run_remote`, a model's `predict`, a replica's call to its dependency) goes straight to
+the route's own function with a Starlette `Request`; anything else goes on to the framework.
 
 The routes are taken from the gateway's routers, so the lane serves exactly the paths, parameters
 and handlers that FastAPI would. What the skipped middlewares did for these paths is done here or
@@ -36,7 +36,9 @@ Endpoint = Callable[..., Awaitable[Response]]
 
 
 def _inference(route: APIRoute) -> bool:
-    return "POST" in (route.methods or ()) and route.path.endswith(("/run_remote", "/predict"))
+    return "POST" in (route.methods or ()) and route.path.endswith(
+        ("/run_remote", "/async_run_remote", "/predict")
+    )
 
 
 class FastLane:

@@ -59,27 +59,27 @@ async def predict_development(model_id: str, request: Request, core: CoreDep) ->
 
 @router.post("/environments/{env_name}/predict")
 async def host_predict_environment(env_name: str, request: Request, core: CoreDep) -> Response:
-    return await routes._guarded(
+    return await routes.guarded(
         lambda: routes._run(request, core, _model_from_host(request), environment=env_name)
     )
 
 
 @router.post("/production/predict")
 async def host_predict_production(request: Request, core: CoreDep) -> Response:
-    return await routes._guarded(
+    return await routes.guarded(
         lambda: routes._run(request, core, _model_from_host(request), environment="production")
     )
 
 
 @router.post("/deployment/{deployment_id}/predict")
 async def host_predict_deployment(deployment_id: str, request: Request, core: CoreDep) -> Response:
-    return await routes._guarded(
+    return await routes.guarded(
         lambda: routes._run(request, core, _model_from_host(request), deployment_id=deployment_id)
     )
 
 
 @router.post("/development/predict")
 async def host_predict_development(request: Request, core: CoreDep) -> Response:
-    return await routes._guarded(
+    return await routes.guarded(
         lambda: routes._run(request, core, _model_from_host(request), development=True)
     )

@@ -45,7 +45,7 @@ WAKE_TIMEOUT = 120.0
 _HOST = re.compile(r"^chain-([a-z0-9]+)(?:-([a-z0-9][a-z0-9-]*))?\.", re.IGNORECASE)
 
 
-def _error(exc: ChainyardError) -> Response:
+def error_answer(exc: ChainyardError) -> Response:
     if isinstance(exc, NotFound):
         return inference_error(404, exc.message, "model_does_not_exist")
     if isinstance(exc, Unauthorized | Forbidden):
@@ -60,7 +60,7 @@ def _error(exc: ChainyardError) -> Response:
     return inference_error(exc.status_code, exc.message, "client_error")
 
 
-async def _actor(request: Request, core: Core) -> Actor:
+async def request_actor(request: Request, core: Core) -> Actor:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() not in ("bearer", "api-key") or not value.strip():
@@ -111,11 +111,11 @@ def _router(request: Request) -> ReplicaRouter:
     return result
 
 
-async def _guarded(call: Callable[[], Awaitable[Response]]) -> Response:
+async def guarded(call: Callable[[], Awaitable[Response]]) -> Response:
     try:
         return await call()
     except ChainyardError as exc:
-        return _error(exc)
+        return error_answer(exc)
 
 
 def _routes(request: Request) -> RouteCache[inference.Target]:
@@ -123,7 +123,7 @@ def _routes(request: Request) -> RouteCache[inference.Target]:
     return result
 
 
-async def _resolve(
+async def resolve_target(
     request: Request,
     core: Core,
     chain_id: str,
@@ -135,7 +135,7 @@ async def _resolve(
 ) -> inference.Target:
     """Where the request goes: remembered (gateway/route_cache.py), or read from the store when
     unknown or when `fresh` (what was remembered led nowhere)."""
-    actor = await _actor(request, core)
+    actor = await request_actor(request, core)
     if not actor.can_invoke:
         raise Forbidden(f"an API key of type {actor.key_type} may not call chains")
     routes = _routes(request)
@@ -180,7 +180,7 @@ async def _run(
     development: bool = False,
 ) -> Response:
     async def resolve() -> inference.Target:
-        return await _resolve(
+        return await resolve_target(
             request,
             core,
             chain_id,
@@ -191,12 +191,12 @@ async def _run(
         )
 
     async def call() -> Response:
-        target = await _resolve(
+        target = await resolve_target(
             request, core, chain_id, environment, deployment_id, development=development
         )
         return await _dispatch(request, core, target, resolve)
 
-    return await _guarded(call)
+    return await guarded(call)
 
 
 async def ready_or_woken(
@@ -256,13 +256,13 @@ async def _wake(
     development: bool = False,
 ) -> Response:
     async def call() -> Response:
-        target = await _resolve(
+        target = await resolve_target(
             request, core, chain_id, environment, deployment_id, development=development
         )
         await run_in_threadpool(inference.wake, core, target.deployment_id)
         return JSONResponse({}, status_code=202)
 
-    return await _guarded(call)
+    return await guarded(call)
 
 
 def _host_match(request: Request) -> re.Match[str]:
@@ -272,11 +272,11 @@ def _host_match(request: Request) -> re.Match[str]:
     return match
 
 
-def _chain_from_host(request: Request) -> str:
+def chain_from_host(request: Request) -> str:
     return _host_match(request).group(1).lower()
 
 
-def _regional_from_host(request: Request) -> tuple[str, str]:
+def regional_from_host(request: Request) -> tuple[str, str]:
     """(chain id, environment) of a regional hostname; the path then names neither."""
     match = _host_match(request)
     if match.group(2) is None:
@@ -342,54 +342,54 @@ async def wake_development(chain_id: str, request: Request, core: CoreDep) -> Re
 
 @router.post("/environments/{env_name}/run_remote")
 async def host_run_environment(env_name: str, request: Request, core: CoreDep) -> Response:
-    return await _guarded(
-        lambda: _run(request, core, _chain_from_host(request), environment=env_name)
+    return await guarded(
+        lambda: _run(request, core, chain_from_host(request), environment=env_name)
     )
 
 
 @router.post("/production/run_remote")
 async def host_run_production(request: Request, core: CoreDep) -> Response:
-    return await _guarded(
-        lambda: _run(request, core, _chain_from_host(request), environment="production")
+    return await guarded(
+        lambda: _run(request, core, chain_from_host(request), environment="production")
     )
 
 
 @router.post("/deployment/{deployment_id}/run_remote")
 async def host_run_deployment(deployment_id: str, request: Request, core: CoreDep) -> Response:
-    return await _guarded(
-        lambda: _run(request, core, _chain_from_host(request), deployment_id=deployment_id)
+    return await guarded(
+        lambda: _run(request, core, chain_from_host(request), deployment_id=deployment_id)
     )
 
 
 @router.post("/development/run_remote")
 async def host_run_development(request: Request, core: CoreDep) -> Response:
-    return await _guarded(lambda: _run(request, core, _chain_from_host(request), development=True))
+    return await guarded(lambda: _run(request, core, chain_from_host(request), development=True))
 
 
 @router.post("/environments/{env_name}/wake", status_code=202)
 async def host_wake_environment(env_name: str, request: Request, core: CoreDep) -> Response:
-    return await _guarded(
-        lambda: _wake(request, core, _chain_from_host(request), environment=env_name)
+    return await guarded(
+        lambda: _wake(request, core, chain_from_host(request), environment=env_name)
     )
 
 
 @router.post("/production/wake", status_code=202)
 async def host_wake_production(request: Request, core: CoreDep) -> Response:
-    return await _guarded(
-        lambda: _wake(request, core, _chain_from_host(request), environment="production")
+    return await guarded(
+        lambda: _wake(request, core, chain_from_host(request), environment="production")
     )
 
 
 @router.post("/deployment/{deployment_id}/wake", status_code=202)
 async def host_wake_deployment(deployment_id: str, request: Request, core: CoreDep) -> Response:
-    return await _guarded(
-        lambda: _wake(request, core, _chain_from_host(request), deployment_id=deployment_id)
+    return await guarded(
+        lambda: _wake(request, core, chain_from_host(request), deployment_id=deployment_id)
     )
 
 
 @router.post("/development/wake", status_code=202)
 async def host_wake_development(request: Request, core: CoreDep) -> Response:
-    return await _guarded(lambda: _wake(request, core, _chain_from_host(request), development=True))
+    return await guarded(lambda: _wake(request, core, chain_from_host(request), development=True))
 
 
 # -- regional hostnames: the environment is in the Host header, the path is bare -------------
@@ -398,19 +398,19 @@ async def host_wake_development(request: Request, core: CoreDep) -> Response:
 @router.post("/run_remote")
 async def regional_run(request: Request, core: CoreDep) -> Response:
     async def call() -> Response:
-        chain_id, env_name = _regional_from_host(request)
+        chain_id, env_name = regional_from_host(request)
         return await _run(request, core, chain_id, environment=env_name)
 
-    return await _guarded(call)
+    return await guarded(call)
 
 
 @router.post("/wake", status_code=202)
 async def regional_wake(request: Request, core: CoreDep) -> Response:
     async def call() -> Response:
-        chain_id, env_name = _regional_from_host(request)
+        chain_id, env_name = regional_from_host(request)
         return await _wake(request, core, chain_id, environment=env_name)
 
-    return await _guarded(call)
+    return await guarded(call)
 
 
 # -- internal: replica to replica, through the gateway -----------------------------------------
@@ -433,7 +433,7 @@ async def internal_predict(chainlet_id: str, request: Request, core: CoreDep) ->
         target = await _internal_target(request, core, chainlet_id)
         return await _dispatch(request, core, target)
 
-    return await _guarded(call)
+    return await guarded(call)
 
 
 @router.get("/internal/chainlets/{chainlet_id}/replicas", include_in_schema=False)
@@ -472,4 +472,4 @@ async def internal_replicas(chainlet_id: str, request: Request, core: CoreDep) -
             }
         )
 
-    return await _guarded(call)
+    return await guarded(call)

@@ -152,7 +152,7 @@ async def _serve(
         try:
             connected = await _connect(session, core, replicas, resolve, headers)
         except ChainyardError as exc:
-            await _deny(websocket, routes._error(exc))
+            await _deny(websocket, routes.error_answer(exc))
             return
         if isinstance(connected, Response):
             await _deny(websocket, connected)

@@ -1,7 +1,8 @@
-"""Live figures of an environment's chainlets (a chainyard extension, not in Baseten's spec).
+"""Live figures for the dashboard (chainyard extensions, not in Baseten's spec): an
+environment's chainlets, and a chain's async queue per deployment.
 
 Not exported from `chainyard.schemas`: that package is the Baseten wire format, checked against the
-spec; these models are ours and only the dashboard's live endpoint answers with them.
+spec; these models are ours and only the dashboard's endpoints answer with them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from pydantic import BaseModel, Field
 
 from chainyard.schemas.common import DeploymentStatusV1
 
-__all__ = ["ChainletLive", "DeploymentLive", "EnvironmentLive", "LiveSeries"]
+__all__ = [
+    "ChainAsyncQueue",
+    "ChainletLive",
+    "DeploymentAsyncQueue",
+    "DeploymentLive",
+    "EnvironmentLive",
+    "LiveSeries",
+]
 
 
 class LiveSeries(BaseModel):
@@ -61,4 +69,22 @@ class EnvironmentLive(BaseModel):
     sample_interval_seconds: float = Field(description="Seconds between two samples")
     deployments: list[DeploymentLive] = Field(
         description="The current deployment, then the candidate while a promotion runs"
+    )
+
+
+class DeploymentAsyncQueue(BaseModel):
+    """The open async requests of one deployment, named as `async_queue_status` names them."""
+
+    deployment_id: str = Field(description="Chain deployment id")
+    num_queued_requests: int = Field(description="QUEUED requests that will run on it")
+    num_in_progress_requests: int = Field(description="IN_PROGRESS requests on it")
+
+
+class ChainAsyncQueue(BaseModel):
+    """Answer of GET /v1/chains/{chain_id}/async_queue."""
+
+    chain_id: str = Field(description="Id of the chain")
+    deployments: list[DeploymentAsyncQueue] = Field(
+        description="Deployments with queued or in-progress async requests, by id; "
+        "a deployment not listed has none"
     )

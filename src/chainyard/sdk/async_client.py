@@ -57,6 +57,7 @@ from chainyard.sdk._waits import (
     Step,
     backoff,
 )
+from chainyard.sdk.async_requests import AsyncAsyncRequests as AsyncRequests
 from chainyard.sdk.development import AsyncDevelopment as Development
 from chainyard.sdk.errors import NotFound, RateLimited
 
@@ -506,6 +507,7 @@ class AsyncClient:
         self.secrets = Secrets(self)
         self.api_keys = APIKeys(self)
         self.webhook_secrets = WebhookSecrets(self)
+        self.async_requests = AsyncRequests(self)
 
     async def _call(self, op: _ops.Op[T]) -> T:
         try:

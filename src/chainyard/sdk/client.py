@@ -57,6 +57,7 @@ from chainyard.sdk._waits import (
     Step,
     backoff,
 )
+from chainyard.sdk.async_requests import AsyncRequests
 from chainyard.sdk.development import Development
 from chainyard.sdk.errors import NotFound, RateLimited
 
@@ -502,6 +503,7 @@ class Client:
         self.secrets = Secrets(self)
         self.api_keys = APIKeys(self)
         self.webhook_secrets = WebhookSecrets(self)
+        self.async_requests = AsyncRequests(self)
 
     def _call(self, op: _ops.Op[T]) -> T:
         try:

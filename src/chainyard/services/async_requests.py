@@ -1,7 +1,7 @@
 """Async requests as the routes see them (docs/async-inference.md): enqueue, status, cancel and
-queue status, each in one transaction, scoped to the caller's workspace. The runner's side
-(claims, leases, reports) is services/async_queue.py; the statuses follow
-`domain.async_requests`."""
+queue status, each in one transaction, scoped to the caller's workspace, and the depths the
+dashboard shows. The runner's side (claims, leases, reports) is services/async_queue.py; the
+statuses follow `domain.async_requests`."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ from chainyard.schemas.async_requests import (
     AsyncRunRemoteResponse,
     CancelAsyncRequestResponse,
 )
+from chainyard.services import lookups
 from chainyard.services.context import Actor
 from chainyard.store.async_requests import AsyncRequest
 from chainyard.store.base import utcnow
+from chainyard.store.chains import ChainDeployment
 from chainyard.store.db import Database, after_commit
+from chainyard.store.environments import Environment
 
 R = d.RequestStatus
 W = d.WebhookStatus
@@ -258,3 +261,68 @@ def depths(db: Database) -> dict[str, Depth]:
             got = dataclasses.replace(got, in_progress=int(n))
         out[deployment_id] = got
     return out
+
+
+def depths_for_chain(db: Database, actor: Actor, chain_id: str) -> dict[str, Depth]:
+    """The open requests of one chain of the actor's workspace per deployment, for the
+    dashboard: management keys only; another workspace's chain is a 404. Counted where they will
+    run: a QUEUED request asked of an environment (or of the development deployment) counts on
+    that target's current deployment, as `queue_status` and the claim see it, so a promotion
+    moves its backlog with it; IN_PROGRESS requests count on the deployment that runs them."""
+    if not actor.can_manage:
+        raise Forbidden(
+            f"an API key of type {actor.key_type} may not use the management API",
+            code="PERMISSION_DENIED",
+        )
+    with db.read() as session:
+        chain = lookups.chain(session, actor, chain_id)
+        rows = session.execute(
+            select(
+                AsyncRequest.deployment_id,
+                AsyncRequest.status,
+                AsyncRequest.target,
+                AsyncRequest.environment,
+                func.count(),
+            )
+            .where(
+                AsyncRequest.chain_id == chain.id,
+                AsyncRequest.status.in_([R.QUEUED.value, R.IN_PROGRESS.value]),
+            )
+            .group_by(
+                AsyncRequest.deployment_id,
+                AsyncRequest.status,
+                AsyncRequest.target,
+                AsyncRequest.environment,
+            )
+        ).all()
+        current = _current_targets(session, chain.id) if rows else {}
+    out: dict[str, Depth] = {}
+    for deployment_id, row_status, target, environment, n in rows:
+        if row_status == R.QUEUED.value:
+            # No current deployment (an emptied environment): the claim leaves it where it is.
+            where = current.get((target, environment)) or deployment_id
+            got = out.get(where, Depth())
+            out[where] = dataclasses.replace(got, queued=got.queued + int(n))
+        else:
+            got = out.get(deployment_id, Depth())
+            out[deployment_id] = dataclasses.replace(got, in_progress=got.in_progress + int(n))
+    return out
+
+
+def _current_targets(session: Session, chain_id: str) -> dict[tuple[str, str | None], str | None]:
+    """(target kind, environment) -> the deployment a request asked of it runs on now."""
+    found: dict[tuple[str, str | None], str | None] = {
+        (d.ENVIRONMENT, name): deployment_id
+        for name, deployment_id in session.execute(
+            select(Environment.name, Environment.current_deployment_id).where(
+                Environment.chain_id == chain_id
+            )
+        ).all()
+    }
+    found[(d.DEVELOPMENT, None)] = session.scalar(
+        select(ChainDeployment.id)
+        .where(ChainDeployment.chain_id == chain_id, ChainDeployment.is_development.is_(True))
+        .order_by(ChainDeployment.created_at.desc(), ChainDeployment.id.desc())
+        .limit(1)
+    )
+    return found

@@ -6,6 +6,7 @@ import typer
 
 from chainyard.cli import init, push
 from chainyard.cli.commands import (
+    async_requests,
     chainlets,
     chains,
     deployments,
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
     app.command("run", rich_help_panel=_DEPLOY)(inference.run)
     app.command("wake", rich_help_panel=_DEPLOY)(inference.wake)
     app.command("logs", rich_help_panel=_DEPLOY)(logs.logs)
+    app.add_typer(async_requests.app, name="async", rich_help_panel=_DEPLOY)
     app.add_typer(chains.app, name="chains", rich_help_panel=_MANAGE)
     app.add_typer(deployments.app, name="deployments", rich_help_panel=_MANAGE)
     app.add_typer(envs.app, name="envs", rich_help_panel=_MANAGE)

@@ -23,8 +23,8 @@ Development = Annotated[
 ]
 
 
-def read_data(text: str) -> Any:
-    """JSON given inline, as @FILE, or as '-' for stdin."""
+def read_data(text: str, option: str = "--data") -> Any:
+    """JSON given inline, as @FILE, or as '-' for stdin; `option` names it in errors."""
     if text == "-":
         raw = sys.stdin.read()
     elif text.startswith("@"):
@@ -34,7 +34,7 @@ def read_data(text: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise ValueError(f"--data is not valid JSON: {exc}") from exc
+        raise ValueError(f"{option} is not valid JSON: {exc}") from exc
 
 
 @connected

@@ -79,6 +79,7 @@ export const api = {
   chain: (id) => call(`/v1/chains/${seg(id)}`),
   deployments: (id, query) => call(`/v1/chains/${seg(id)}/deployments`, { query }),
   deployment: (id, dep) => call(`/v1/chains/${seg(id)}/deployments/${seg(dep)}`),
+  asyncQueue: (id) => call(`/v1/chains/${seg(id)}/async_queue`),
   environments: (id) => call(`/v1/chains/${seg(id)}/environments`),
   environment: (id, env) => call(`/v1/chains/${seg(id)}/environments/${seg(env)}`),
   live: (id, env, windowSeconds) =>

@@ -1,5 +1,6 @@
 import { api } from "../api.js";
 import { developmentBadge, h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
+import { asyncQueueLabel, asyncQueues } from "./async-queue.js";
 
 const DEPLOYMENTS_SHOWN = 50;
 
@@ -34,9 +35,10 @@ export async function chainView(ctx, main, chainId) {
 
   await ctx.every(3000, async () => {
     try {
-      const [envs, deps] = await Promise.all([
+      const [envs, deps, queues] = await Promise.all([
         api.environments(chainId),
         api.deployments(chainId, { limit: DEPLOYMENTS_SHOWN }),
+        asyncQueues(chainId),
       ]);
       if (!ctx.alive) return;
       replace(status);
@@ -70,12 +72,13 @@ export async function chainView(ctx, main, chainId) {
           h("td", {}, statusBadge(d.status)),
           h("td", {}, d.environment || h("span", { class: "muted" }, "—")),
           h("td", { class: "num" }, String(d.chainlets.length)),
+          h("td", {}, asyncQueueLabel(queues.get(d.id))),
           h("td", {}, when(d.created_at)),
         ),
       );
       replace(
         deployments,
-        table(["Id", "Status", "Environment", ["Chainlets", "num"], "Created"], depRows, {
+        table(["Id", "Status", "Environment", ["Chainlets", "num"], "Async queue", "Created"], depRows, {
           empty: "No deployments.",
           testid: "deployments",
         }),

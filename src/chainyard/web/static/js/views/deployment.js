@@ -1,5 +1,6 @@
 import { api } from "../api.js";
 import { developmentBadge, h, notice, replace, shortId, statusBadge, table, when } from "../dom.js";
+import { asyncQueueLabel, asyncQueues } from "./async-queue.js";
 import { patchHistory } from "./patches.js";
 
 function autoscalingSummary(settings) {
@@ -21,7 +22,7 @@ export async function deploymentView(ctx, main, chainId, deploymentId) {
 
   await ctx.every(2000, async () => {
     try {
-      const d = await api.deployment(chainId, deploymentId);
+      const [d, queues] = await Promise.all([api.deployment(chainId, deploymentId), asyncQueues(chainId)]);
       if (!ctx.alive) return;
       replace(status);
       replace(
@@ -45,6 +46,7 @@ export async function deploymentView(ctx, main, chainId, deploymentId) {
               ? "the chain's development deployment: at most one replica, live-patched by chainyard push --watch"
               : "serves no environment",
         ),
+        h("p", { class: "subtitle" }, "Async queue: ", asyncQueueLabel(queues.get(d.id))),
       );
       const rows = d.chainlets.map((c) =>
         h(
