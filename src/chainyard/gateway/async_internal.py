@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from chainyard.gateway.route_cache import RouteCache
 from chainyard.gateway.router import inference_error
-from chainyard.gateway.routes import CoreDep, _dispatch, _guarded
+from chainyard.gateway.routes import CoreDep, _dispatch, guarded
 from chainyard.services import inference
 from chainyard.services.context import Core
 
@@ -73,7 +73,7 @@ async def async_run_remote(deployment_id: str, request: Request, core: CoreDep) 
         target = await _target(request, core, deployment_id)
         return await _dispatch(request, core, target, read_timeout=RUN_LIMIT_SECONDS)
 
-    return await _guarded(call)
+    return await guarded(call)
 
 
 @router.get(PING_PATH, include_in_schema=False)
