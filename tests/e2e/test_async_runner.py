@@ -3,8 +3,8 @@ request wakes a deployment at zero through the autoscaler's demand alone (a serv
 runner); a server with one runs what is queued through its gateway, and delivers the result to a
 webhook on loopback, signed with the workspace's secret.
 
-Requests are put in the queue through the store (services/async_requests.enqueue), as the
-public async routes do."""
+Requests come in through the public route (`async_run_remote`), whose enqueue wakes the
+controller's runner over the worker's channel."""
 
 from __future__ import annotations
 
@@ -16,12 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from chainyard.domain import async_requests as d
-from chainyard.services import async_requests
-from chainyard.services.context import Actor
 from chainyard.store import models  # noqa: F401  (every table: the foreign keys resolve)
 from chainyard.store.async_requests import AsyncRequest
-from chainyard.store.chains import Chain
 from chainyard.store.db import Database, sqlite_url
 from chainyard.webhooks import signing
 from tests.e2e.conftest import LiveServer, _free_port, wait_for
@@ -78,19 +74,23 @@ def store(server: LiveServer) -> Iterator[Database]:
     db.dispose()
 
 
-def enqueue(store: Database, ids: dict[str, str], n: int, **fields: Any) -> str:
-    with store.read() as session:
-        workspace_id = session.scalar(select(Chain.workspace_id).where(Chain.id == ids["chain_id"]))
-    assert workspace_id is not None
-    answer = async_requests.enqueue(
-        store,
-        Actor(workspace_id, "default", key_type="WORKSPACE_INVOKE"),
-        chain_id=ids["chain_id"],
-        deployment_id=ids["chain_deployment_id"],
-        target=d.AsyncTarget("environment", "production"),
-        spec=d.check({"model_input": {"n": n}, **fields}),
-    )
-    return answer.request_id
+def enqueue(server: LiveServer, ids: dict[str, str], n: int, **fields: Any) -> str:
+    with server.client() as client:
+        response = client.post(
+            f"/chains/{ids['chain_id']}/production/async_run_remote",
+            json={"model_input": {"n": n}, **fields},
+        )
+    assert response.status_code == 201, response.text
+    request_id: str = response.json()["request_id"]
+    return request_id
+
+
+def status(server: LiveServer, ids: dict[str, str], request_id: str) -> dict[str, Any]:
+    with server.client() as client:
+        response = client.get(f"/chains/{ids['chain_id']}/async_request/{request_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def stored(store: Database, request_id: str) -> AsyncRequest:
@@ -135,7 +135,7 @@ def test_a_queued_request_wakes_a_deployment_at_zero_through_the_autoscaler(
         timeout=90,
         what="the idle chainlet to scale to zero",
     )
-    request_id = enqueue(store, echo, 20)
+    request_id = enqueue(server, echo, 20)
     # No runner and no call: the queued request is the only demand, and it wakes the chainlet.
     woken = wait_for(
         lambda: (c := chainlet(server, echo))["active_replica_count"] >= 1 and c,
@@ -143,7 +143,10 @@ def test_a_queued_request_wakes_a_deployment_at_zero_through_the_autoscaler(
         what="the queued request to wake the chainlet",
     )
     assert woken["status"] in ("ACTIVE", "WAKING_UP")
-    assert stored(store, request_id).status == "QUEUED"
+    assert status(server, echo, request_id)["status"] == "QUEUED"
+    with server.client() as client:
+        queue = client.get(f"/chains/{echo['chain_id']}/production/async_queue_status").json()
+    assert (queue["num_queued_requests"], queue["num_in_progress_requests"]) == (1, 0)
     # It waits for a server with a runner (the next test's).
     with server.client() as client:
         metrics = client.get("/metrics").text
@@ -161,7 +164,7 @@ def test_a_runner_runs_the_queue_and_delivers_signed_results(
     server.env["CHAINYARD_ASYNC_RUNNER"] = "1"
     server.start()
     wait_for(
-        lambda: stored(store, left_queued.id).status == "SUCCEEDED",
+        lambda: status(server, echo, left_queued.id)["status"] == "SUCCEEDED",
         timeout=120,
         what="the request queued before the restart to run",
     )
@@ -170,9 +173,9 @@ def test_a_runner_runs_the_queue_and_delivers_signed_results(
         assert created.status_code == 200, created.text
         secret = created.json()["secret"]
     with Receiver().running_in_thread() as receiver:
-        hooked = enqueue(store, echo, 21, webhook_endpoint=receiver.url("/results?x=1"))
+        hooked = enqueue(server, echo, 21, webhook_endpoint=receiver.url("/results?x=1"))
         wait_for(
-            lambda: stored(store, hooked).webhook_status == "SUCCEEDED",
+            lambda: status(server, echo, hooked)["webhook_status"] == "SUCCEEDED",
             timeout=120,
             what="the webhook to be delivered",
         )
