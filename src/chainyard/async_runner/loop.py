@@ -373,6 +373,10 @@ class Runner:
     def _start_call(self, request: Claimed) -> None:
         assert self._loop is not None
         self._held.add(request.request_id)
+        if self._closing:
+            # Claimed by a turn that began before the stop: given back, not started.
+            self._pending.releases.add(request.request_id)
+            return
         self._calls[request.request_id] = self._loop.create_task(self._call(request))
 
     async def _call(self, request: Claimed) -> None:
@@ -410,6 +414,9 @@ class Runner:
     def _start_delivery(self, delivery: Delivery) -> None:
         assert self._loop is not None
         self._held.add(delivery.request_id)
+        if self._closing:
+            self._pending.releases.add(delivery.request_id)
+            return
         self._sending[delivery.request_id] = self._loop.create_task(self._deliver(delivery))
 
     async def _deliver(self, delivery: Delivery) -> None:
