@@ -356,6 +356,41 @@ def test_a_request_taken_over_by_another_server_is_dropped_not_reported(core: Co
     assert outcomes == {"lost": 1}
 
 
+def test_work_whose_lease_could_not_be_renewed_stops_in_time(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_id = enqueue(core, {"n": 1})
+
+    def store_away(*args: Any, **kw: Any) -> set[str]:
+        raise OSError("the store is away")
+
+    monkeypatch.setattr("chainyard.async_runner.loop.async_queue.renew", store_away)
+
+    async def scenario() -> None:
+        go = asyncio.Event()
+
+        async def held(deployment_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+            await go.wait()
+            return await ok(deployment_id, body)
+
+        async with (
+            Gateway(held) as gateway,
+            running(core, gateway.url, lease_seconds=1.5) as runner,
+        ):
+            await until(lambda: gateway.calls, "the call")
+            # Unrenewed, the lease runs out: another server may take the request from then
+            # on, so this one stops first.
+            await until(lambda: runner.outcomes["lost"] == 1, "the call to stop")
+            assert runner.snapshot()["calls"] == 0
+            go.set()
+            # Once the lease is over, taken over (here by the same runner) and run again.
+            await until(lambda: statuses(core, request_id)[0][0] == "SUCCEEDED", "the rerun")
+            assert len(gateway.calls) == 2
+
+    asyncio.run(scenario())
+    assert row(core, request_id).lost_leases == 1
+
+
 def test_a_gateway_that_is_away_costs_no_attempt(core: Core) -> None:
     first = enqueue(core, {"n": 1})
     port = free_port()

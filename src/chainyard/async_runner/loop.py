@@ -110,6 +110,9 @@ class Runner:
         self._pending = reports.Pending()
         # Every request whose lease this runner renews; those being recorded by a turn.
         self._held: set[str] = set()
+        # Until when (loop time) each held request's lease is known to hold: past it, another
+        # server may have taken it, so its work stops even where a renewal could not tell.
+        self._valid: dict[str, float] = {}
         self._in_turn: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poke: asyncio.Event | None = None
@@ -135,6 +138,7 @@ class Runner:
         self._tasks = [
             self._loop.create_task(self._pump(), name="chainyard-async-pump"),
             self._loop.create_task(self._renewals(), name="chainyard-async-leases"),
+            self._loop.create_task(self._fence(), name="chainyard-async-fence"),
         ]
         log.info("async runner %s started", self.holder)
 
@@ -308,7 +312,7 @@ class Runner:
         for request_id, recorded in done.recorded.items():
             if not recorded.held:
                 self.outcomes["lost"] += 1
-                self._held.discard(request_id)
+                self._let_go(request_id)
                 continue
             if request_id in sent.results:
                 self.outcomes["succeeded"] += 1
@@ -320,10 +324,10 @@ class Runner:
             if recorded.delivery is not None:
                 self._start_delivery(recorded.delivery)
             else:
-                self._held.discard(request_id)
+                self._let_go(request_id)
         for request_id in sent.releases - done.unrecorded.releases:
             self.outcomes["released"] += 1
-            self._held.discard(request_id)
+            self._let_go(request_id)
         for request_id, taken in done.delivered.items():
             report = sent.deliveries[request_id]
             if taken:
@@ -331,7 +335,7 @@ class Runner:
                 if report.retry_at is not None:
                     self._deliver_at(report.retry_at)
             if request_id not in self._sending:
-                self._held.discard(request_id)
+                self._let_go(request_id)
         if done.expired:
             self.outcomes["expired"] += len(done.expired)
         self._claimed(work.claim_limit, done.claimed, now)
@@ -370,9 +374,18 @@ class Runner:
 
     # -- calls and deliveries -------------------------------------------------------------------
 
+    def _hold(self, key: str, lease_until: dt.datetime) -> None:
+        assert self._loop is not None
+        self._held.add(key)
+        self._valid[key] = self._loop.time() + (lease_until - _utcnow()).total_seconds()
+
+    def _let_go(self, key: str) -> None:
+        self._held.discard(key)
+        self._valid.pop(key, None)
+
     def _start_call(self, request: Claimed) -> None:
         assert self._loop is not None
-        self._held.add(request.request_id)
+        self._hold(request.request_id, request.lease_until)
         if self._closing:
             # Claimed by a turn that began before the stop: given back, not started.
             self._pending.releases.add(request.request_id)
@@ -413,7 +426,7 @@ class Runner:
 
     def _start_delivery(self, delivery: Delivery) -> None:
         assert self._loop is not None
-        self._held.add(delivery.request_id)
+        self._hold(delivery.request_id, delivery.lease_until)
         if self._closing:
             self._pending.releases.add(delivery.request_id)
             return
@@ -443,12 +456,14 @@ class Runner:
     # -- leases ---------------------------------------------------------------------------------
 
     async def _renewals(self) -> None:
-        period = self.settings.lease_seconds / 3
+        assert self._loop is not None
+        lease = self.settings.lease_seconds
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(lease / 3)
             held = sorted(self._held)
             if not held:
                 continue
+            sent = self._loop.time()
             try:
                 kept = await asyncio.to_thread(
                     async_queue.renew,
@@ -460,19 +475,32 @@ class Runner:
             except Exception as exc:
                 log.warning("async runner: could not renew its leases: %s", exc)
                 continue
+            for key in kept & self._held:
+                self._valid[key] = max(self._valid.get(key, sent), sent + lease)
             self._drop((set(held) - kept) & self._held - self._in_turn)
 
-    def _drop(self, lost: set[str]) -> None:
+    async def _fence(self) -> None:
+        """Stops the work of requests whose lease ran out without a renewal (the store was
+        away, the renewals fell behind): another server may run them by now, and a request
+        runs on one server at a time."""
+        assert self._loop is not None
+        lease = self.settings.lease_seconds
+        # Stop a little early: the servers' clocks agree within a fraction of a lease.
+        margin = min(1.0, lease / 10)
+        while True:
+            await asyncio.sleep(min(1.0, lease / 6))
+            now = self._loop.time()
+            late = {key for key, until in self._valid.items() if until - margin <= now}
+            self._drop(late & self._held - self._in_turn, why="its lease ran out unrenewed")
+
+    def _drop(self, lost: set[str], why: str = "another server took it") -> None:
         """Forgets requests whose lease this runner lost: another server runs them now."""
         if not lost:
             return
-        log.warning(
-            "async runner %s lost %d request(s) to another server (lease ran out)",
-            self.holder,
-            len(lost),
-        )
+        log.warning("async runner %s dropped %d request(s): %s", self.holder, len(lost), why)
         self.outcomes["lost"] += len(lost)
-        self._held -= lost
+        for key in lost:
+            self._let_go(key)
         self._pending.drop(lost)
         for key in lost:
             for tasks in (self._calls, self._sending):
