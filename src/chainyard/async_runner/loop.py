@@ -12,7 +12,8 @@ while nothing is found), at once when woken by an enqueue.
 Another task renews the leases of everything held (calls, deliveries, reports not yet recorded)
 every third of a lease; what the store no longer gives this runner (its lease ran out and
 another server took it, or it was finished elsewhere) is dropped: its call is cancelled and its
-report forgotten.
+report forgotten. A third drops the work whose lease is about to run out unrenewed (the store is
+away): another server may take it from then on, and a request runs on one server at a time.
 
 The runner claims only while its gateway answers (a ping on the internal route with the secret):
 a gateway that is not listening yet, or no longer, is no reason to fail requests. A call that
