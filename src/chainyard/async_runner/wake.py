@@ -5,6 +5,7 @@ burst of enqueues is one wake-up, and in a worker process one message to the con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 COALESCE_SECONDS = 0.01
@@ -37,7 +38,9 @@ class Coalesced:
             running = None
         if running is loop:
             self._arm()
-        else:
+            return
+        # RuntimeError: the loop closed meanwhile (the server is stopping).
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._arm)
 
     def _arm(self) -> None:
