@@ -234,12 +234,10 @@ async def _dispatch(
         if not addresses:
             return not_ready()
         try:
+            # Passed only when set: a sync call keeps the router's own bound.
+            longer = {} if read_timeout is None else {"read_timeout": read_timeout}
             return await replicas.forward(
-                request,
-                target.chainlet_id,
-                addresses,
-                limit=target.predict_concurrency,
-                read_timeout=read_timeout,
+                request, target.chainlet_id, addresses, limit=target.predict_concurrency, **longer
             )
         except ReplicasGone:
             continue
