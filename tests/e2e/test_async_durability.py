@@ -85,13 +85,13 @@ def test_sigkill_mid_drain_loses_none_of_200_requests(tmp_path: pathlib.Path) ->
                 calls = AsyncCalls(client, ids["chain_id"])
                 request_ids = [
                     calls.enqueue(
-                        {"tag": f"k{i}", "sleep": 0.2, "log": str(log)},
+                        {"tag": f"k{i}", "sleep": 0.5, "log": str(log)},
                         webhook=receiver.url("/hook"),
                     )
                     for i in range(200)
                 ]
             wait_for(
-                lambda: len(by_request(receiver.received)) >= 20,
+                lambda: len(by_request(receiver.received)) >= 10,
                 timeout=120,
                 what="the drain to be under way",
             )
@@ -112,6 +112,8 @@ def test_sigkill_mid_drain_loses_none_of_200_requests(tmp_path: pathlib.Path) ->
         # Each ran to its end at least once; those cut off by the kill ran again.
         ran = runs(log)
         assert all(any(r["end"] is not None for r in ran[f"k{i}"]) for i in range(200))
+        again = sum(1 for i in range(200) if len(ran[f"k{i}"]) > 1)
+        print(f"killed with {delivered_before} of 200 delivered; {again} ran again")
     finally:
         server.stop()
 
@@ -229,3 +231,5 @@ def test_two_servers_on_postgres_never_run_one_request_twice_at_once(
     assert _overlaps(log) == {}
     # Both servers' runners took requests.
     assert len(watch.holders) >= 2, watch.holders
+    again = sum(1 for tag_runs in ran.values() if len(tag_runs) > 1)
+    print(f"holders {sorted(watch.holders)}; {again} requests ran more than once")
