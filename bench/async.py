@@ -32,11 +32,13 @@ See bench/README.md; results and their reading are in docs/bench.md.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import contextlib
 import datetime as dt
 import os
 import pathlib
+import re
 import shutil
 import signal
 import sqlite3
@@ -214,6 +216,25 @@ def completions(db_file: pathlib.Path) -> dict[str, Any]:
     return result
 
 
+def runner_turns(log: pathlib.Path) -> dict[str, Any]:
+    """What the drain server's runner says of itself when it stops (its last log line of the
+    kind): store turns made and the seconds they took, i.e. how busy its one pump was. Empty
+    when the line is not there (another log format)."""
+    found = re.findall(r"async runner stopped: (\{.*\})", log.read_text(errors="replace"))
+    if not found:
+        return {}
+    with contextlib.suppress(ValueError, SyntaxError):
+        snapshot = ast.literal_eval(found[-1])
+        if isinstance(snapshot, dict) and snapshot.get("turns"):
+            turns, seconds = snapshot["turns"], snapshot.get("turn_seconds", 0.0)
+            return {
+                "turns": turns,
+                "turn_seconds": seconds,
+                "ms_per_turn": round(seconds * 1e3 / turns, 3),
+            }
+    return {}
+
+
 def cpu_per_request(runs: list[dict[str, Any]]) -> dict[str, float]:
     """CPU milliseconds per answered request of the sync runs, by process: the median."""
     per_run = [
@@ -263,6 +284,7 @@ def table(results: dict[str, Any]) -> str:
         f"{drain['rows'].get('first_to_last_s')} s (polled: {drain['polled']['rate']}/s); "
         f"statuses {drain['rows']['statuses']}",
         f"CPU ms per request, drain: {drain['polled']['cpu_ms_per_request']}",
+        f"runner's store turns over the drain server's life: {drain['runner']}",
         f"CPU ms per request, sync:  {sync['cpu_ms_per_request']}",
     ]
     for name, goal in goals.items():
@@ -360,7 +382,13 @@ def run(args: argparse.Namespace, work_dir: pathlib.Path, results: dict[str, Any
         "cpu_ms_per_request": cpu_per_request(before + after),
         "runs": before + after,
     }
-    results["drain"] = {"rows": rows, "polled": polled}
+    # Over the drain server's life: the drain, the sync runs and the live enqueues.
+    pump = runner_turns(work_dir / "server.log")
+    if pump and rows.get("succeeded"):
+        pump["requests_per_turn"] = round(
+            (rows["succeeded"] + args.live_enqueue) / pump["turns"], 2
+        )
+    results["drain"] = {"rows": rows, "polled": polled, "runner": pump}
     results["goals"] = evaluate(results)
 
 
