@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox bench-data-plane bench-watch \
+.PHONY: install serve test lint typecheck fmt bench bench-autoscale bench-sandbox bench-data-plane bench-watch bench-async \
 	system-deps clean
 
 $(STAMP): pyproject.toml
@@ -71,6 +71,11 @@ bench-data-plane: $(VENV)/.bench-installed
 # Live patching: from a saved file to the first answer by the new code (issue 18).
 bench-watch: install
 	$(BIN)/python bench/watch.py $(BENCH_ARGS)
+
+# Async inference: enqueue latency and the drain of a backlog against sync throughput (issue 19).
+bench-async: install
+	@bash scripts/system-deps.sh bench
+	$(BIN)/python bench/async.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .chainyard .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,7 @@
 # (the local runtime's replica sandbox, docs/security.md), PostgreSQL (the store tests) and
 # Chromium (the dashboard's browser test drives /usr/bin/chromium with Playwright; a font so that
 # its screenshots show text). `system-deps.sh serve`: only what the server itself uses;
-# `system-deps.sh bench`: only what the benchmarks add (wrk, for bench/data_plane.py).
+# `system-deps.sh bench`: only what the benchmarks add (wrk, for bench/data_plane.py and bench/async.py).
 set -euo pipefail
 only_serve=${1:-}
 
