@@ -26,7 +26,9 @@ class Server(LiveServer):
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("dashboard")
     running = Server(
-        data_dir=root / "data", port=_free_port(), log=root / "server.log",
+        data_dir=root / "data",
+        port=_free_port(),
+        log=root / "server.log",
         runtime="simulated",
         # The async queue test counts what waits: no runner may take it meanwhile.
         env={"CHAINYARD_ASYNC_RUNNER": "0"},
