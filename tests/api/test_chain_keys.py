@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from chainyard.domain.errors import Forbidden, Unauthorized
+from chainyard.domain.errors import Forbidden, NotFound, Unauthorized
 from chainyard.services import api_keys, chainlet_credentials, inference
 from chainyard.store.credentials import ChainletCredential
 from tests.support.server import Api
@@ -31,9 +32,14 @@ def _manifest(chain_name: str) -> dict[str, Any]:
     }
 
 
-def _deployed(api: Api, chain_name: str, key: str | None = None) -> dict[str, str]:
+def _deployed(
+    api: Api, chain_name: str, key: str | None = None, *, promote: bool = True
+) -> dict[str, str]:
     """Chainlet name -> id, plus "deployment" and "chain"."""
-    body = api.deploy(_manifest(chain_name), key=key)
+    manifest = _manifest(chain_name)
+    if not promote:
+        del manifest["environment"]
+    body = api.deploy(manifest, key=key)
     chain_id, deployment_id = body["chain_id"], body["chain_deployment"]["id"]
     response = api.get(f"/v1/chains/{chain_id}/deployments/{deployment_id}", key=key)
     ids = {c["name"]: c["id"] for c in response.json()["chainlets"]}
@@ -184,3 +190,46 @@ def test_a_caller_s_report_of_its_direct_calls_counts_as_demand(api: Api) -> Non
     # A caller that reports no more calls in flight no longer counts.
     assert _replicas(api, mine["Callee"], token, caller="c1", load="0").status_code == 200
     assert router.demand()[mine["Callee"]] == 1.0
+
+
+def test_keys_are_not_issued_for_a_deleted_deployment_and_never_race_its_delete(
+    api: Api,
+) -> None:
+    """The reconciler issues keys while a DELETE removes the same deployment's chainlets: on
+    PostgreSQL the two once deadlocked (the DELETE answered 503), and a key for a deployment
+    already gone failed the reconciler's whole tick on its foreign key."""
+    serving = _deployed(api, "keys-race")
+    chain_id = serving["chain"]
+    doomed = [_deployed(api, "keys-race", promote=False) for _ in range(5)]
+    wanted = [(d["deployment"], d[name]) for d in doomed for name in ("Entry", "Callee", "Sibling")]
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def issue_forever() -> None:
+        while not stop.is_set():
+            try:
+                chainlet_credentials.issue_many(api.core, wanted)
+            except BaseException as exc:  # any failure is the finding
+                failures.append(exc)
+                return
+
+    issuer = threading.Thread(target=issue_forever)
+    issuer.start()
+    try:
+        for d in doomed:
+            response = api.delete(f"/v1/chains/{chain_id}/deployments/{d['deployment']}")
+            assert response.status_code == 200, response.text
+    finally:
+        stop.set()
+        issuer.join()
+    assert failures == []
+    assert chainlet_credentials.issue_many(api.core, wanted) == {}
+    with pytest.raises(NotFound):
+        chainlet_credentials.issue(api.core, doomed[0]["deployment"], doomed[0]["Entry"])
+    with api.core.db.read() as session:
+        left = session.scalars(
+            select(ChainletCredential.deployment_id).where(
+                ChainletCredential.deployment_id.in_([d["deployment"] for d in doomed])
+            )
+        ).all()
+    assert left == []

@@ -20,7 +20,7 @@ import time
 
 from sqlalchemy import select
 
-from chainyard.domain.errors import Forbidden, Unauthorized
+from chainyard.domain.errors import Forbidden, NotFound, Unauthorized
 from chainyard.services.context import Core
 from chainyard.store.chains import ChainDeployment, Chainlet
 from chainyard.store.credentials import ChainletCredential
@@ -56,15 +56,36 @@ def token_hash(token: str) -> str:
 
 
 def issue(core: Core, deployment_id: str, chainlet_id: str) -> str:
-    """A new token for the chainlet's replicas; only its hash is stored."""
-    return issue_many(core, [(deployment_id, chainlet_id)])[chainlet_id]
+    """A new token for the chainlet's replicas; only its hash is stored. NotFound when the
+    deployment was deleted meanwhile."""
+    issued = issue_many(core, [(deployment_id, chainlet_id)])
+    if chainlet_id not in issued:
+        raise NotFound(f"chain deployment '{deployment_id}' no longer exists")
+    return issued[chainlet_id]
 
 
 def issue_many(core: Core, chainlets: list[tuple[str, str]]) -> dict[str, str]:
     """`issue` for many (deployment id, chainlet id) in one transaction: a restarted server
-    issues one per running chainlet that calls another, tens of thousands at once."""
-    tokens = {chainlet_id: secrets.token_urlsafe(32) for _, chainlet_id in chainlets}
+    issues one per running chainlet that calls another, tens of thousands at once. Chainlets
+    whose deployment or chainlet is gone by then get none (they are not in the answer)."""
     with core.db.write() as session:
+        # The deployments are share-locked first, in id order, as a delete locks them before
+        # their chainlets (services/deployments.py `lock_for_delete`): inserting keys chainlet
+        # by chainlet beside a delete that removes them one by one deadlocked on PostgreSQL.
+        live = set(
+            session.scalars(
+                select(ChainDeployment.id)
+                .where(ChainDeployment.id.in_({d for d, _ in chainlets}))
+                .order_by(ChainDeployment.id)
+                .with_for_update(key_share=True)
+            )
+        )
+        present = set(
+            session.scalars(
+                select(Chainlet.id).where(Chainlet.id.in_({c for d, c in chainlets if d in live}))
+            )
+        )
+        tokens = {c: secrets.token_urlsafe(32) for d, c in chainlets if c in present}
         session.add_all(
             ChainletCredential(
                 token_hash=token_hash(tokens[chainlet_id]),
@@ -72,6 +93,7 @@ def issue_many(core: Core, chainlets: list[tuple[str, str]]) -> dict[str, str]:
                 chainlet_id=chainlet_id,
             )
             for deployment_id, chainlet_id in chainlets
+            if chainlet_id in tokens
         )
     return tokens
 

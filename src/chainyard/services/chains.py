@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from chainyard.schemas import ChainV1
-from chainyard.services import audit, lookups, views
+from chainyard.services import audit, deployments, lookups, views
 from chainyard.services.context import Actor, Core
 from chainyard.store.chains import Chain, ChainDeployment
 
@@ -75,5 +75,13 @@ def delete(core: Core, actor: Actor, chain_id: str) -> None:
         )
         # Deployments, chainlets and environments go with it (ON DELETE CASCADE); the reconciler
         # stops the replicas the store no longer knows.
+        deployments.lock_for_delete(
+            session,
+            list(
+                session.scalars(
+                    select(ChainDeployment.id).where(ChainDeployment.chain_id == chain.id)
+                )
+            ),
+        )
         session.delete(chain)
     core.chainlets_deleted()

@@ -90,7 +90,22 @@ def remove(session: Session, actor: Actor, chain: Chain, deployment: ChainDeploy
     )
     # Its replicas are stopped by the reconciler, which stops whatever the store no longer has;
     # its patch history goes with it (ON DELETE CASCADE).
+    lock_for_delete(session, [deployment.id])
     session.delete(deployment)
+
+
+def lock_for_delete(session: Session, deployment_ids: list[str]) -> None:
+    """Takes the deployments' row locks, in id order, before any of their chainlets is deleted:
+    the reconciler share-locks them in the same order before it issues chain keys, so the two
+    wait for each other instead of deadlocking (services/chainlet_credentials.py). A no-op on
+    SQLite, which has one writer at a time."""
+    if deployment_ids:
+        session.execute(
+            select(ChainDeployment.id)
+            .where(ChainDeployment.id.in_(deployment_ids))
+            .order_by(ChainDeployment.id)
+            .with_for_update()
+        ).all()
 
 
 def deactivate(core: Core, actor: Actor, chain_id: str, deployment_id: str) -> None:
